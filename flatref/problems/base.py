@@ -1,0 +1,345 @@
+"""The two problem interfaces: :class:`Problem` and :class:`TrainingLoss` (Setting 1).
+
+Notation (Ahn, Jadbabaie & Sra, ICML 2024, §1 and MATH.md §1): ``f : R^d -> R``,
+``∇³f(x)[u, v]`` is the vector ``Σ_ij ∂³f/∂x_k∂x_i∂x_j u_i v_j`` and the tensor
+returned by :meth:`Problem.third` is ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``.
+
+Template methods: the public methods (``f``, ``grad``, ...) check their input once
+and call the private ones (``_f``, ``_grad``, ...), which hold the mathematics. A
+new problem implements ``_f``, ``_grad``, ``_hess`` and one of ``_third`` /
+``_third_contract``; every other derivative has a correct generic default, which a
+family overrides where a closed form is faster.
+
+Points may be complex: every closed form in flatref is holomorphic in ``x`` (no
+``abs``, no conjugation), so ``Im f(x + i h v) / h`` is an exact directional
+derivative (complex-step differentiation). The tests rely on this.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import as_array, as_int, as_positive, as_vector, frozen_copy
+from ..errors import ConvergenceError
+
+
+class Problem(abc.ABC):
+    """A smooth loss ``f : R^d -> R`` with exact derivatives up to third order.
+
+    Subclasses implement ``_f``, ``_grad``, ``_hess`` and at least one of ``_third``
+    (the ``d×d×d`` tensor) and ``_third_contract`` (``∇³f(x)[u, v]``); the base class
+    derives the rest.
+
+    Problems also state what is known exactly about them, so that numerics can be
+    compared with truth. Each of :meth:`random_minimum`, :meth:`sharp_minimum`,
+    :meth:`flat_minima`, :meth:`conserved`, :meth:`exact_limit` and
+    :meth:`exact_limit_jacobian` raises ``NotImplementedError`` where the family
+    does not know the answer in closed form.
+
+    Args:
+        dim: the dimension ``d`` of the parameter vector.
+    """
+
+    def __init__(self, dim: int):
+        self._dim = as_int(dim, "dim", minimum=1)
+
+    @property
+    def dim(self) -> int:
+        """The number of parameters ``d``."""
+        return self._dim
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim})"
+
+    # ----------------------------------------------------------------- public API
+    def f(self, x):
+        """The loss ``f(x)``."""
+        return self._f(self._point(x))
+
+    def grad(self, x) -> np.ndarray:
+        """The gradient ``∇f(x)``, shape ``(d,)``."""
+        return self._grad(self._point(x))
+
+    def hess(self, x) -> np.ndarray:
+        """The Hessian ``∇²f(x)``, shape ``(d, d)``."""
+        return self._hess(self._point(x))
+
+    def third(self, x) -> np.ndarray:
+        """The third-derivative tensor ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``, shape ``(d, d, d)``.
+
+        Meant for small ``d``; use :meth:`third_contract` otherwise.
+        """
+        return self._third(self._point(x))
+
+    def third_contract(self, x, u, v) -> np.ndarray:
+        """The contraction ``∇³f(x)[u, v]_k = Σ_ij T[k, i, j] u_i v_j``, shape ``(d,)``."""
+        x = self._point(x)
+        u = as_vector(u, self.dim, "u", allow_complex=True)
+        v = as_vector(v, self.dim, "v", allow_complex=True)
+        return self._third_contract(x, u, v)
+
+    def trace_hess(self, x):
+        """The trace of the Hessian ``tr ∇²f(x)`` (``d`` times ``tr̄``, eq. (1))."""
+        return self._trace_hess(self._point(x))
+
+    def grad_trace_hess(self, x) -> np.ndarray:
+        """The gradient of the trace, ``∇ tr∇²f(x)_k = Σ_i ∂³f/∂x_k∂x_i∂x_i``."""
+        return self._grad_trace_hess(self._point(x))
+
+    def _point(self, x) -> np.ndarray:
+        return as_vector(x, self.dim, "x", allow_complex=True)
+
+    # ------------------------------------------------------- what subclasses give
+    @abc.abstractmethod
+    def _f(self, x): ...
+
+    @abc.abstractmethod
+    def _grad(self, x): ...
+
+    @abc.abstractmethod
+    def _hess(self, x): ...
+
+    # ----------------------------------------------------------- generic defaults
+    def _third(self, x):
+        """Default: the tensor assembled column by column from ``_third_contract``."""
+        self._require_third_order("_third_contract")
+        eye = np.eye(self.dim)
+        cols = [[self._third_contract(x, eye[i], eye[j]) for j in range(self.dim)] for i in range(self.dim)]
+        return np.moveaxis(np.asarray(cols), 2, 0)
+
+    def _third_contract(self, x, u, v):
+        """Default: contract the tensor from ``_third``."""
+        self._require_third_order("_third")
+        return np.einsum("kij,i,j->k", self._third(x), u, v)
+
+    def _trace_hess(self, x):
+        """Default: the trace of ``_hess``."""
+        return np.trace(self._hess(x))
+
+    def _grad_trace_hess(self, x):
+        """Default: ``Σ_i ∇³f(x)[e_i, e_i]``, one contraction per basis vector (no d×d×d tensor)."""
+        eye = np.eye(self.dim)
+        return sum(self._third_contract(x, e, e) for e in eye)
+
+    def _require_third_order(self, needed: str) -> None:
+        if getattr(type(self), needed) is getattr(Problem, needed):
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement _third or _third_contract "
+                "(third derivatives cannot be derived from lower orders exactly)"
+            )
+
+    # ------------------------------------------------------ what is known exactly
+    def _not_known(self, what: str):
+        return NotImplementedError(f"{type(self).__name__} does not provide {what} in closed form")
+
+    def random_minimum(self, rng=None) -> np.ndarray:
+        """A random point of the minima set ``X*``."""
+        raise self._not_known("random_minimum")
+
+    def sharp_minimum(self) -> np.ndarray:
+        """A point of ``X*`` with a large trace of the Hessian: a start for escape experiments."""
+        raise self._not_known("sharp_minimum")
+
+    def flat_minima(self) -> tuple[np.ndarray, ...]:
+        """Flat minima (Definition 2) known in closed form."""
+        raise self._not_known("flat_minima")
+
+    def conserved(self, x) -> np.ndarray:
+        """Quantities conserved along the gradient flow ``ẋ = −∇f(x)`` started at ``x``."""
+        raise self._not_known("conserved")
+
+    def exact_limit(self, x) -> np.ndarray:
+        """The limit map ``Φ(x)`` of Definition 1 in closed form."""
+        raise self._not_known("exact_limit")
+
+    def exact_limit_jacobian(self, x) -> np.ndarray:
+        """The Jacobian ``∂Φ(x)`` in closed form."""
+        raise self._not_known("exact_limit_jacobian")
+
+
+@dataclass(frozen=True)
+class SquaredLoss:
+    """The squared loss ``ℓ(z, y) = weight · (z − y)² / 2`` and its derivatives in ``z``.
+
+    It is minimized at ``z = y`` with ``ℓ″ = weight > 0``, as Setting 1 requires.
+    """
+
+    weight: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", as_positive(self.weight, "weight"))
+
+    def value(self, z, y):
+        r = z - y
+        return 0.5 * self.weight * r * r
+
+    def d1(self, z, y):
+        return self.weight * (z - y)
+
+    def d2(self, z, y):
+        return np.full(np.shape(z), self.weight)
+
+    def d3(self, z, y):
+        return np.zeros(np.shape(z))
+
+
+class TrainingLoss(Problem):
+    """The paper's Setting 1 (eq. (24)): ``f(x) = (1/n) Σ_i ℓ(p_i(x), y_i)``.
+
+    Subclasses give the model outputs through ``_outputs``, ``_output_jacobian``,
+    ``_output_hessians`` and (unless ``quadratic_outputs``) ``_output_thirds``, each
+    restricted to the sample indices ``idx``. From them and ``ℓ′, ℓ″, ℓ‴`` the chain
+    rule below gives ``f``, ``∇f``, ``∇²f``, ``∇³f`` (in this one place):
+
+    - ``∇f = (1/n) Σ ℓ′_i ∇p_i``
+    - ``∇²f = (1/n) Σ [ℓ″_i ∇p_i ∇p_iᵀ + ℓ′_i ∇²p_i]``  (on ``X*`` only the first term: eq. (31))
+    - ``∇³f = (1/n) Σ [ℓ‴_i ∇p_i^{⊗3} + ℓ″_i (∇²p_i ⊗ ∇p_i + two permutations) + ℓ′_i ∇³p_i]``
+
+    Args:
+        dim: number of parameters ``d``.
+        y: labels, shape ``(n,)``.
+        loss: the loss ``ℓ`` (default :class:`SquaredLoss`).
+    """
+
+    #: True when every ``p_i`` is a polynomial of degree ≤ 2, so that ``∇³p_i = 0``.
+    quadratic_outputs: bool = False
+
+    def __init__(self, dim: int, y, loss: SquaredLoss | None = None):
+        super().__init__(dim)
+        self._y = frozen_copy(as_array(y, "y", ndim=1))
+        if self._y.size == 0:
+            raise ValueError("y must hold at least one label")
+        self.loss = SquaredLoss() if loss is None else loss
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_samples={self.n_samples}, dim={self.dim})"
+
+    @property
+    def n_samples(self) -> int:
+        """The number of training samples ``n``."""
+        return self._y.size
+
+    @property
+    def y(self) -> np.ndarray:
+        """The labels ``y`` (read-only)."""
+        return self._y
+
+    # ----------------------------------------------------------------- public API
+    def outputs(self, x) -> np.ndarray:
+        """The model outputs ``p(x) = (p_1(x), …, p_n(x))``."""
+        return self._outputs(self._point(x))
+
+    def output_jacobian(self, x) -> np.ndarray:
+        """The ``n × d`` Jacobian ``J`` of the outputs: row ``i`` is ``∇p_i(x)ᵀ``."""
+        return self._output_jacobian(self._point(x))
+
+    def sample_grad(self, x, idx) -> np.ndarray:
+        """The mean gradient ``(1/|B|) Σ_{i∈B} ∇f_i(x)`` over the sample indices ``B = idx``."""
+        x = self._point(x)
+        idx = self._indices(idx)
+        p = self._outputs(x, idx)
+        return self._output_jacobian(x, idx).T @ self.loss.d1(p, self._y[idx]) / idx.size
+
+    def _indices(self, idx) -> np.ndarray:
+        arr = np.atleast_1d(np.asarray(idx))
+        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"idx must be a non-empty 1-D array of integer sample indices, got {idx!r}")
+        if arr.min() < 0 or arr.max() >= self.n_samples:
+            raise ValueError(f"idx must lie in [0, {self.n_samples}), got values from {arr.min()} to {arr.max()}")
+        return arr
+
+    # --------------------------------------------------- what subclasses give
+    @abc.abstractmethod
+    def _outputs(self, x, idx=slice(None)):
+        """``p_i(x)`` for ``i`` in ``idx``, shape ``(b,)``."""
+
+    @abc.abstractmethod
+    def _output_jacobian(self, x, idx=slice(None)):
+        """Rows ``∇p_i(x)ᵀ`` for ``i`` in ``idx``, shape ``(b, d)``."""
+
+    @abc.abstractmethod
+    def _output_hessians(self, x, idx=slice(None)):
+        """``∇²p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d)``."""
+
+    def _output_thirds(self, x, idx=slice(None)):
+        """``∇³p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d, d)``; needed unless ``quadratic_outputs``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _output_thirds or set quadratic_outputs = True"
+        )
+
+    # ------------------------------------------------------------ the chain rule
+    def _loss_terms(self, x, order: int):
+        """``p(x)`` and ``[ℓ′, ℓ″, ℓ‴][:order]`` evaluated at ``(p_i(x), y_i)``."""
+        p = self._outputs(x)
+        derivs = (self.loss.d1, self.loss.d2, self.loss.d3)[:order]
+        return p, [d(p, self._y) for d in derivs]
+
+    def _f(self, x):
+        return np.sum(self.loss.value(self._outputs(x), self._y)) / self.n_samples
+
+    def _grad(self, x):
+        _, (l1,) = self._loss_terms(x, 1)
+        return self._output_jacobian(x).T @ l1 / self.n_samples
+
+    def _hess(self, x):
+        _, (l1, l2) = self._loss_terms(x, 2)
+        J = self._output_jacobian(x)
+        H = (J.T * l2) @ J + np.einsum("i,iab->ab", l1, self._output_hessians(x))
+        return H / self.n_samples
+
+    def _third(self, x):
+        _, (l1, l2, l3) = self._loss_terms(x, 3)
+        J = self._output_jacobian(x)
+        T0 = np.einsum("i,iab,ic->abc", l2, self._output_hessians(x), J)
+        T = np.einsum("i,ia,ib,ic->abc", l3, J, J, J) + T0 + T0.transpose(0, 2, 1) + T0.transpose(2, 0, 1)
+        if not self.quadratic_outputs:
+            T = T + np.einsum("i,iabc->abc", l1, self._output_thirds(x))
+        return T / self.n_samples
+
+    def _third_contract(self, x, u, v):
+        _, (l1, l2, l3) = self._loss_terms(x, 3)
+        J = self._output_jacobian(x)
+        Hp = self._output_hessians(x)
+        Ju, Jv = J @ u, J @ v
+        Hu, Hv = Hp @ u, Hp @ v  # (n, d): ∇²p_i u and ∇²p_i v
+        coef = l3 * Ju * Jv + l2 * (Hu @ v)
+        out = J.T @ coef + (l2 * Jv) @ Hu + (l2 * Ju) @ Hv
+        if not self.quadratic_outputs:
+            out = out + np.einsum("i,iabc,b,c->a", l1, self._output_thirds(x), u, v)
+        return out / self.n_samples
+
+    # --------------------------------------------------------- minima-set tools
+    def gauss_newton_project(self, x, *, tol: float = 1e-13, max_iter: int = 50) -> np.ndarray:
+        """A point of ``X* = {x : p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − J⁺(p(x) − y)``.
+
+        Each step is the minimum-norm correction, so the result lies close to ``x``;
+        it is *not* the flow's limit ``Φ(x)`` (the two differ by ``O(dist(x, X*)²)``,
+        MATH.md §6).
+
+        Args:
+            x: starting point.
+            tol: stop when ``‖p(x) − y‖ ≤ tol · (1 + ‖y‖)``.
+            max_iter: at most this many steps.
+
+        Raises:
+            ConvergenceError: if the residual is not below ``tol`` after ``max_iter`` steps.
+        """
+        x = as_vector(x, self.dim, "x")
+        tol = as_positive(tol, "tol")
+        max_iter = as_int(max_iter, "max_iter", minimum=1)
+        target = tol * (1.0 + np.linalg.norm(self._y))
+        for _ in range(max_iter + 1):
+            residual = self._outputs(x) - self._y
+            if np.linalg.norm(residual) <= target:
+                return x
+            step = np.linalg.lstsq(self._output_jacobian(x), residual, rcond=None)[0]
+            x = x - step
+            if not np.all(np.isfinite(x)):
+                break
+        raise ConvergenceError(
+            f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
+            f"residual {target:.1e} in {max_iter} steps"
+        )

@@ -1,0 +1,223 @@
+"""Overparameterized linear regression as a diagonal linear network.
+
+``f(u, v) = ‖Z(u⊙v) − y‖² / (2n)`` with ``x = concat(u, v) ∈ R^{2D}`` and
+``w = u⊙v``. Write ``r = Zw − y``, ``g = Zᵀr/n``, ``G = ZᵀZ/n``, ``c_k = Σ_i z_ik²``
+and ``M = [diag v, diag u]`` (the Jacobian of ``w``). Closed forms:
+
+- ``∇f = (v⊙g, u⊙g)``;
+- ``∇²f = Mᵀ G M + [[0, diag g], [diag g, 0]]``;
+- ``∇³f[a, b] = Mᵀ G w″[a, b] + (G M b)⊙(a_v, a_u) + (G M a)⊙(b_v, b_u)``
+  with ``w″[a, b] = a_u⊙b_v + a_v⊙b_u`` (the second derivative of ``w``);
+- ``tr∇²f = (1/n) Σ_k c_k (u_k² + v_k²)`` at every point, since ``tr∇²p_i = 0``;
+  hence ``∇ tr∇²f = (2/n)(c⊙u, c⊙v)``, which costs ``O(D)``.
+
+The flow conserves ``u_k² − v_k²``. On the minima set
+``tr∇²f ≥ (2/n) Σ_k c_k |w_k|`` with equality iff ``|u| = |v|``, so the flattest
+interpolant is balanced and minimizes the weighted ℓ1 norm ``Σ_k c_k |w_k|``
+subject to ``Zw = y`` (MATH.md §5): sparse recovery.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linprog
+
+from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng
+from ..errors import ConvergenceError
+from .base import TrainingLoss
+from .linear_regression import check_design
+
+
+def _factor(w, balance):
+    """``(u, v)`` with ``u⊙v = w`` and ``|u|/|v| = balance``: ``u = balance·sign(w)√|w|``, ``v = √|w|/balance``."""
+    root = np.sqrt(np.abs(w))
+    return np.concatenate([balance * np.sign(w) * root, root / balance])
+
+
+class DiagonalLinearNetwork(TrainingLoss):
+    """``f(u, v) = ‖Z(u⊙v) − y‖² / (2n)`` with ``dim = 2D`` and ``D > n``.
+
+    Args:
+        Z: design matrix, shape ``(n, D)`` with ``D > n``.
+        y: labels, shape ``(n,)``.
+        ground_truth: optional ``w*`` with ``Zw* = y`` (kept for recovery experiments).
+    """
+
+    quadratic_outputs = True
+
+    def __init__(self, Z, y, *, ground_truth=None):
+        Z, y = check_design(Z, y)
+        n, D = Z.shape
+        super().__init__(2 * D, y)
+        self._Z = frozen_copy(Z)
+        self._c = frozen_copy(np.sum(Z * Z, axis=0))
+        self.ground_truth = None
+        if ground_truth is not None:
+            w = as_array(ground_truth, "ground_truth", ndim=1)
+            if w.shape != (D,):
+                raise ValueError(f"ground_truth must have shape ({D},), got shape {w.shape}")
+            self.ground_truth = frozen_copy(w)
+
+    def __repr__(self) -> str:
+        return f"DiagonalLinearNetwork(n_samples={self.n_samples}, n_features={self.n_features})"
+
+    @classmethod
+    def random(cls, n_samples: int, n_features: int, *, sparsity: int = 3, rng=0) -> "DiagonalLinearNetwork":
+        """Gaussian ``Z`` (entries ``N(0, 1)``) and ``y = Zw*`` for a ``sparsity``-sparse ``w* ∈ {0, ±1}^D``."""
+        n_samples = as_int(n_samples, "n_samples", minimum=1)
+        n_features = as_int(n_features, "n_features", minimum=1)
+        sparsity = as_int(sparsity, "sparsity", minimum=1)
+        if sparsity > n_features:
+            raise ValueError(f"sparsity must be <= n_features = {n_features}, got {sparsity}")
+        rng = make_rng(rng)
+        Z = rng.standard_normal((n_samples, n_features))
+        w_star = np.zeros(n_features)
+        support = rng.choice(n_features, size=sparsity, replace=False)
+        w_star[support] = rng.choice([-1.0, 1.0], size=sparsity)
+        return cls(Z, Z @ w_star, ground_truth=w_star)
+
+    @property
+    def n_features(self) -> int:
+        """The width ``D`` (``dim = 2D``)."""
+        return self._Z.shape[1]
+
+    @property
+    def Z(self) -> np.ndarray:
+        """The design matrix (read-only)."""
+        return self._Z
+
+    def split(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Views ``(u, v)`` of ``x = concat(u, v)``."""
+        D = self.n_features
+        return x[:D], x[D:]
+
+    def weights(self, x) -> np.ndarray:
+        """The linear predictor ``w = u⊙v``."""
+        u, v = self.split(self._point(x))
+        return u * v
+
+    # -------------------------------------------------------------- Setting 1
+    def _outputs(self, x, idx=slice(None)):
+        u, v = self.split(x)
+        return self._Z[idx] @ (u * v)
+
+    def _output_jacobian(self, x, idx=slice(None)):
+        u, v = self.split(x)
+        Zb = self._Z[idx]
+        return np.hstack([Zb * v, Zb * u])
+
+    def _output_hessians(self, x, idx=slice(None)):
+        Zb = self._Z[idx]
+        D = self.n_features
+        k = np.arange(D)
+        H = np.zeros((Zb.shape[0], 2 * D, 2 * D))
+        H[:, k, D + k] = Zb
+        H[:, D + k, k] = Zb
+        return H
+
+    # ----------------------------------------------------------- closed forms
+    def _g(self, x):
+        u, v = self.split(x)
+        return self._Z.T @ (self._Z @ (u * v) - self._y) / self.n_samples
+
+    def _f(self, x):
+        u, v = self.split(x)
+        r = self._Z @ (u * v) - self._y
+        return (r @ r) / (2 * self.n_samples)
+
+    def _grad(self, x):
+        u, v = self.split(x)
+        g = self._g(x)
+        return np.concatenate([v * g, u * g])
+
+    def _hess(self, x):
+        u, v = self.split(x)
+        M = np.hstack([np.diag(v), np.diag(u)])
+        G = self._Z.T @ self._Z / self.n_samples
+        H = M.T @ G @ M
+        D = self.n_features
+        k = np.arange(D)
+        g = self._g(x)
+        H[k, D + k] += g
+        H[D + k, k] += g
+        return H
+
+    def _third(self, x):
+        # T = T0 + (two index permutations of T0), T0[a, b, :] = Σ_k (∂²w_k/∂a∂b) (G M)[k, :]:
+        # ∂²w_k/∂u_k∂v_k = 1 is the only non-zero second derivative of w.
+        u, v = self.split(x)
+        D = self.n_features
+        GM = (self._Z.T @ self._Z / self.n_samples) @ np.hstack([np.diag(v), np.diag(u)])
+        T0 = np.zeros((2 * D,) * 3, dtype=GM.dtype)
+        k = np.arange(D)
+        T0[k, D + k] = GM
+        T0[D + k, k] = GM
+        return T0 + T0.transpose(0, 2, 1) + T0.transpose(2, 0, 1)
+
+    def _third_contract(self, x, a, b):
+        u, v = self.split(x)
+        a_u, a_v = self.split(a)
+        b_u, b_v = self.split(b)
+        cols = np.stack([a_u * b_v + a_v * b_u, v * a_u + u * a_v, v * b_u + u * b_v], axis=1)
+        h, ha, hb = (self._Z.T @ (self._Z @ cols) / self.n_samples).T  # G w″[a,b], G M a, G M b
+        return np.concatenate([v * h + hb * a_v + ha * b_v, u * h + hb * a_u + ha * b_u])
+
+    def _trace_hess(self, x):
+        u, v = self.split(x)
+        return self._c @ (u * u + v * v) / self.n_samples
+
+    def _grad_trace_hess(self, x):
+        u, v = self.split(x)
+        return (2.0 / self.n_samples) * np.concatenate([self._c * u, self._c * v])
+
+    # ------------------------------------------------------- known exactly
+    def _interpolant(self, z) -> np.ndarray:
+        """The interpolant ``w`` closest to ``z``: ``z − Z⁺(Zz − y)``."""
+        return z - np.linalg.lstsq(self._Z, self._Z @ z - self._y, rcond=None)[0]
+
+    def random_minimum(self, rng=None) -> np.ndarray:
+        """A random interpolant ``w`` factored with random balances ``|u_k|/|v_k| = exp(N(0, 0.5²))``."""
+        rng = make_rng(rng)
+        w = self._interpolant(rng.standard_normal(self.n_features))
+        return _factor(w, np.exp(0.5 * rng.standard_normal(self.n_features)))
+
+    def sharp_minimum(self, balance: float = 2.0) -> np.ndarray:
+        """The dense minimum-norm interpolant ``w = Z⁺y`` factored unbalanced, ``|u| = balance·|v|``.
+
+        Its trace is ``(balance² + balance⁻²)/2`` times that of the balanced factorization,
+        which is itself above the flattest value unless ``Z⁺y`` happens to be the
+        weighted-ℓ1 minimizer.
+        """
+        balance = as_positive(balance, "balance")
+        return _factor(self._interpolant(np.zeros(self.n_features)), balance)
+
+    def flat_minima(self) -> tuple[np.ndarray, ...]:
+        """The flattest minimum: ``|u| = |v|`` and ``w = argmin Σ_k c_k|w_k|`` subject to ``Zw = y``.
+
+        Solved as a linear program (HiGHS) in ``w = w⁺ − w⁻``, then polished by solving
+        ``Z_S w_S = y`` exactly on the support ``S``. Unique up to the sign flips
+        ``(u_k, v_k) → (−u_k, −v_k)``, which change neither ``w`` nor the trace.
+
+        Raises:
+            ConvergenceError: if the linear program fails.
+        """
+        n, D = self._Z.shape
+        res = linprog(
+            np.concatenate([self._c, self._c]),
+            A_eq=np.hstack([self._Z, -self._Z]),
+            b_eq=self._y,
+            bounds=(0, None),
+            method="highs",
+        )
+        if res.status != 0:
+            raise ConvergenceError(f"weighted-l1 linear program failed: {res.message}")
+        w = res.x[:D] - res.x[D:]
+        support = np.abs(w) > 1e-9 * max(1.0, np.max(np.abs(w)))
+        w = np.zeros(D)
+        w[support] = np.linalg.lstsq(self._Z[:, support], self._y, rcond=None)[0]
+        return (_factor(w, 1.0),)
+
+    def conserved(self, x) -> np.ndarray:
+        """``u⊙u − v⊙v``: ``d/dt (u_k² − v_k²) = −2u_k v_k g_k + 2v_k u_k g_k = 0``."""
+        u, v = self.split(self._point(x))
+        return u * u - v * v

@@ -1,0 +1,209 @@
+"""Overparameterized symmetric matrix sensing.
+
+``f(U) = (1/2m) Σ_i (⟨A_i, UUᵀ⟩ − y_i)²`` with symmetric ``A_i ∈ R^{n×n}``,
+``U ∈ R^{n×r}`` and ``x = U.ravel()`` (row-major, ``x[a·r + b] = U[a, b]``). Setting 1
+with ``p_i = ⟨A_i, UUᵀ⟩``, ``∇p_i = 2A_iU``, ``∇²p_i[V, W] = 2⟨V, A_iW⟩``.
+With ``s_i = p_i − y_i`` (MATH.md §5):
+
+- ``∇f = (2/m) S U`` with ``S = Σ_i s_i A_i``;
+- ``∇²f[V, W] = (1/m) Σ_i [4⟨A_iU, V⟩⟨A_iU, W⟩ + 2 s_i ⟨V, A_iW⟩]``;
+- ``∇³f[V, W] = (4/m) [(Σ_i ⟨A_i, VWᵀ⟩ A_i) U + (Σ_i ⟨A_i, WUᵀ⟩ A_i) V + (Σ_i ⟨A_i, VUᵀ⟩ A_i) W]``.
+
+The trace needs no sum over samples at run time. With ``Q = Σ_i A_i²``,
+``t_i = tr A_i`` and ``T = Σ_i t_i A_i`` (all precomputed):
+
+``tr∇²f = (4/m) Σ_i ‖A_iU‖² + (2r/m) Σ_i s_i t_i = ⟨K, UUᵀ⟩ − (2r/m) yᵀt``,
+``K = (4Q + 2rT)/m``, hence ``∇ tr∇²f = 2KU``: ``O(n²r)`` flops, less than one gradient
+(``O(mn² + n²r)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng
+from .base import TrainingLoss
+
+
+class MatrixSensing(TrainingLoss):
+    """``f(U) = (1/2m) Σ_i (⟨A_i, UUᵀ⟩ − y_i)²``, ``dim = n·r``.
+
+    Args:
+        A: sensing matrices, shape ``(m, n, n)``, each symmetric (to a relative
+            ``1e-12``; they are then symmetrized exactly).
+        y: measurements, shape ``(m,)``.
+        r: the number of columns of ``U``.
+        M_star: optional ground truth ``M*`` (symmetric PSD, ``y_i = ⟨A_i, M*⟩``);
+            ``r`` must be at least its rank.
+    """
+
+    quadratic_outputs = True
+
+    def __init__(self, A, y, r: int, *, M_star=None):
+        A = as_array(A, "A", ndim=3)
+        m, n, n2 = A.shape
+        if n != n2:
+            raise ValueError(f"A must have shape (m, n, n), got shape {A.shape}")
+        asym = np.max(np.abs(A - A.transpose(0, 2, 1)), initial=0.0)
+        if asym > 1e-12 * max(1.0, np.max(np.abs(A), initial=0.0)):
+            raise ValueError(f"A must hold symmetric matrices; max |A_i − A_iᵀ| = {asym:.3g}")
+        y = as_array(y, "y", ndim=1)
+        if y.shape != (m,):
+            raise ValueError(f"y must have shape ({m},) to match A's {m} matrices, got shape {y.shape}")
+        r = as_int(r, "r", minimum=1)
+        super().__init__(n * r, y)
+        self.n, self.r = n, r
+        self._A = frozen_copy((A + A.transpose(0, 2, 1)) / 2)
+        self._A_flat = self._A.reshape(m, n * n)
+        self.M_star = None if M_star is None else frozen_copy(self._check_truth(M_star))
+        # Precomputed for the trace: tr∇²f = ⟨K, UUᵀ⟩ + trace_offset.
+        t = np.trace(self._A, axis1=1, axis2=2)
+        Q = np.einsum("iab,ibc->ac", self._A, self._A)
+        T = (t @ self._A_flat).reshape(n, n)
+        self._K = frozen_copy((4 * Q + 2 * r * T) / m)
+        self._trace_offset = -2.0 * r * (self._y @ t) / m
+
+    def _check_truth(self, M_star) -> np.ndarray:
+        M = as_array(M_star, "M_star", ndim=2)
+        if M.shape != (self.n, self.n):
+            raise ValueError(f"M_star must have shape ({self.n}, {self.n}), got shape {M.shape}")
+        if not np.allclose(M, M.T, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(M)))):
+            raise ValueError("M_star must be symmetric")
+        rank = np.linalg.matrix_rank(M)
+        if self.r < rank:
+            raise ValueError(f"r must be at least the rank of M_star ({rank}), got r = {self.r}")
+        return M
+
+    def __repr__(self) -> str:
+        return f"MatrixSensing(n_measurements={self.n_samples}, n={self.n}, r={self.r})"
+
+    @classmethod
+    def random(cls, n: int, r: int, true_rank: int, n_measurements: int, rng=0) -> "MatrixSensing":
+        """``A_i = (G_i + G_iᵀ)/2`` with Gaussian ``G_i``, ``M* = U*U*ᵀ``, ``U* ∈ R^{n×true_rank}`` with entries ``N(0, 1/n)``."""
+        n = as_int(n, "n", minimum=1)
+        r = as_int(r, "r", minimum=1)
+        true_rank = as_int(true_rank, "true_rank", minimum=1)
+        m = as_int(n_measurements, "n_measurements", minimum=1)
+        if true_rank > n:
+            raise ValueError(f"true_rank must be <= n = {n}, got {true_rank}")
+        if r < true_rank:
+            raise ValueError(f"r must be at least true_rank = {true_rank} (overparameterized), got r = {r}")
+        rng = make_rng(rng)
+        G = rng.standard_normal((m, n, n))
+        A = (G + G.transpose(0, 2, 1)) / 2
+        U_star = rng.standard_normal((n, true_rank)) / np.sqrt(n)
+        M_star = U_star @ U_star.T
+        return cls(A, np.einsum("iab,ab->i", A, M_star), r, M_star=M_star)
+
+    @property
+    def A(self) -> np.ndarray:
+        """The sensing matrices (read-only)."""
+        return self._A
+
+    def as_matrix(self, x) -> np.ndarray:
+        """The factor ``U`` (an ``n × r`` view of ``x``)."""
+        return self._point(x).reshape(self.n, self.r)
+
+    def recovery_error(self, x) -> float:
+        """``‖UUᵀ − M*‖_F / ‖M*‖_F``."""
+        if self.M_star is None:
+            raise ValueError("recovery_error needs M_star")
+        U = self.as_matrix(x)
+        return float(np.linalg.norm(U @ U.T - self.M_star) / np.linalg.norm(self.M_star))
+
+    # ------------------------------------------------------------- helpers
+    def _U(self, x):
+        return x.reshape(self.n, self.r)
+
+    def _inner(self, *mats):
+        """``⟨A_i, M⟩`` for each matrix ``M`` given: shape ``(m, len(mats))``."""
+        return self._A_flat @ np.stack([M.ravel() for M in mats], axis=1)
+
+    def _combine(self, coef):
+        """``Σ_i coef[i, j] A_i`` for each column ``j``: shape ``(len(cols), n, n)``."""
+        return (coef.T @ self._A_flat).reshape(-1, self.n, self.n)
+
+    # -------------------------------------------------------------- Setting 1
+    def _outputs(self, x, idx=slice(None)):
+        U = self._U(x)
+        return self._A_flat[idx] @ (U @ U.T).ravel()
+
+    def _output_jacobian(self, x, idx=slice(None)):
+        AU = self._A[idx] @ self._U(x)  # (b, n, r)
+        return 2.0 * AU.reshape(AU.shape[0], -1)
+
+    def _output_hessians(self, x, idx=slice(None)):
+        eye = np.eye(self.r)
+        return 2.0 * np.stack([np.kron(A_i, eye) for A_i in self._A[idx]])
+
+    # ----------------------------------------------------------- closed forms
+    def _f(self, x):
+        s = self._outputs(x) - self._y
+        return (s @ s) / (2 * self.n_samples)
+
+    def _grad(self, x):
+        U = self._U(x)
+        (S,) = self._combine((self._outputs(x) - self._y)[:, None])
+        return (2.0 / self.n_samples) * (S @ U).ravel()
+
+    def _hess(self, x):
+        J = self._output_jacobian(x)
+        (S,) = self._combine((self._outputs(x) - self._y)[:, None])
+        return (J.T @ J + 2.0 * np.kron(S, np.eye(self.r))) / self.n_samples
+
+    def _third(self, x):
+        # T[(a,b),(c,e),(g,h)] = B[a,c,g,h] δ_be + B[a,g,c,e] δ_bh + B[c,g,a,b] δ_eh,
+        # B[a,c,g,h] = (4/m) Σ_i A_i[a,c] (A_iU)[g,h]   (MATH.md §5, ∇³f[V, W, Z]).
+        U = self._U(x)
+        B = (4.0 / self.n_samples) * np.einsum("iac,igh->acgh", self._A, self._A @ U)
+        eye = np.eye(self.r)
+        T = (
+            np.einsum("acgh,be->abcegh", B, eye)
+            + np.einsum("agce,bh->abcegh", B, eye)
+            + np.einsum("cgab,eh->abcegh", B, eye)
+        )
+        return T.reshape((self.dim,) * 3)
+
+    def _third_contract(self, x, v, w):
+        U, V, W = self._U(x), self._U(v), self._U(w)
+        CU, CV, CW = self._combine(self._inner(V @ W.T, W @ U.T, V @ U.T))
+        return (4.0 / self.n_samples) * (CU @ U + CV @ V + CW @ W).ravel()
+
+    def _trace_hess(self, x):
+        U = self._U(x)
+        return np.sum(self._K * (U @ U.T)) + self._trace_offset
+
+    def _grad_trace_hess(self, x):
+        return 2.0 * (self._K @ self._U(x)).ravel()
+
+    # ------------------------------------------------------- known exactly
+    def _truth_factor(self) -> np.ndarray:
+        """``[U*, 0]`` with ``U*U*ᵀ = M*`` (from the eigen-decomposition), shape ``(n, r)``."""
+        if self.M_star is None:
+            raise ValueError(f"{self!r} has no ground truth M_star: pass M_star to the constructor")
+        lam, vecs = np.linalg.eigh(self.M_star)
+        k = np.linalg.matrix_rank(self.M_star)
+        top = np.argsort(lam)[::-1][:k]
+        U = np.zeros((self.n, self.r))
+        U[:, :k] = vecs[:, top] * np.sqrt(np.maximum(lam[top], 0.0))
+        return U
+
+    def random_minimum(self, rng=None) -> np.ndarray:
+        """The Gauss–Newton projection onto ``X*`` of ``[U*, 0] + 0.3 N(0, 1/n)`` noise."""
+        rng = make_rng(rng)
+        U0 = self._truth_factor() + 0.3 * rng.standard_normal((self.n, self.r)) / np.sqrt(self.n)
+        return self.gauss_newton_project(U0.ravel())
+
+    def sharp_minimum(self, scale: float = 1.0, rng=0) -> np.ndarray:
+        """An interpolant with large extra columns: ``[U*, scale·N(0, 1/n)]`` projected onto ``X*``.
+
+        Needs ``r`` above the rank of ``M*`` and few enough measurements that ``X*``
+        holds interpolants other than ``UUᵀ = M*`` (``m < n(n+1)/2``).
+        """
+        scale = as_positive(scale, "scale")
+        U0 = self._truth_factor()
+        k = np.linalg.matrix_rank(self.M_star)
+        if k == self.r:
+            raise ValueError(f"sharp_minimum needs r > rank(M_star) = {k} (room for extra columns)")
+        U0[:, k:] = scale * make_rng(rng).standard_normal((self.n, self.r - k)) / np.sqrt(self.n)
+        return self.gauss_newton_project(U0.ravel())
