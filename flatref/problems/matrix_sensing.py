@@ -58,7 +58,8 @@ class MatrixSensing(TrainingLoss):
         self.M_star = None if M_star is None else frozen_copy(self._check_truth(M_star))
         # Precomputed for the trace: tr∇²f = ⟨K, UUᵀ⟩ + trace_offset.
         t = np.trace(self._A, axis1=1, axis2=2)
-        Q = np.einsum("iab,ibc->ac", self._A, self._A)
+        stacked = self._A.reshape(m * n, n)
+        Q = stacked.T @ stacked  # Σ_i A_iᵀA_i = Σ_i A_i², one matrix product
         T = (t @ self._A_flat).reshape(n, n)
         self._K = frozen_copy((4 * Q + 2 * r * T) / m)
         self._trace_offset = -2.0 * r * (self._y @ t) / m
@@ -120,7 +121,7 @@ class MatrixSensing(TrainingLoss):
         return self._A_flat @ np.stack([M.ravel() for M in mats], axis=1)
 
     def _combine(self, coef):
-        """``Σ_i coef[i, j] A_i`` for each column ``j``: shape ``(len(cols), n, n)``."""
+        """``Σ_i coef[i, j] A_i`` for each column ``j`` of ``coef``: shape ``(columns, n, n)``."""
         return (coef.T @ self._A_flat).reshape(-1, self.n, self.n)
 
     # -------------------------------------------------------------- Setting 1
@@ -197,8 +198,14 @@ class MatrixSensing(TrainingLoss):
     def sharp_minimum(self, scale: float = 1.0, rng=0) -> np.ndarray:
         """An interpolant with large extra columns: ``[U*, scale·N(0, 1/n)]`` projected onto ``X*``.
 
-        Needs ``r`` above the rank of ``M*`` and few enough measurements that ``X*``
-        holds interpolants other than ``UUᵀ = M*`` (``m < n(n+1)/2``).
+        Needs ``r`` above the rank ``k`` of ``M*`` and few enough measurements that
+        ``X*`` holds interpolants other than ``UUᵀ = M*``. With Gaussian ``A_i`` that
+        stops once ``m`` is about ``2nk`` or more: ``M*`` is then the only PSD matrix
+        consistent with the measurements, ``X*`` is the orbit ``{U*R : RRᵀ = I}`` and
+        every minimum is equally flat (``tr∇²f = ⟨K, M*⟩ + const``).
+
+        Raises:
+            ValueError: if ``r = k``, or if the projection lands on ``UUᵀ = M*`` (no sharper interpolant near the start).
         """
         scale = as_positive(scale, "scale")
         U0 = self._truth_factor()
@@ -206,4 +213,10 @@ class MatrixSensing(TrainingLoss):
         if k == self.r:
             raise ValueError(f"sharp_minimum needs r > rank(M_star) = {k} (room for extra columns)")
         U0[:, k:] = scale * make_rng(rng).standard_normal((self.n, self.r - k)) / np.sqrt(self.n)
-        return self.gauss_newton_project(U0.ravel())
+        x = self.gauss_newton_project(U0.ravel())
+        if self.recovery_error(x) < 1e-6:
+            raise ValueError(
+                f"{self!r}: the projection landed on UUᵀ = M*; with m = {self.n_samples} measurements M* is "
+                "likely the only PSD interpolant, so no minimum is sharper than another (use fewer measurements)"
+            )
+        return x

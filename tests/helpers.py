@@ -1,0 +1,39 @@
+"""Exact-derivative helpers shared by the tests."""
+
+import numpy as np
+
+#: Complex step: Im F(x + i·h·v)/h = DF(x)[v] + O(h²) with no subtractive cancellation,
+#: so h = 1e-30 gives the directional derivative to rounding (Squire & Trapp, 1998).
+COMPLEX_STEP = 1e-30
+
+
+def complex_step(fun, x, v):
+    """The exact directional derivative ``DF(x)[v]`` of a holomorphic ``F`` (to rounding)."""
+    return np.imag(fun(x + 1j * COMPLEX_STEP * np.asarray(v))) / COMPLEX_STEP
+
+
+def complex_step_jacobian(fun, x):
+    """Columns ``DF(x)[e_i]``, stacked along the last axis."""
+    return np.stack([complex_step(fun, x, e) for e in np.eye(x.size)], axis=-1)
+
+
+def assert_close(actual, expected, scale, rtol=1e-10):
+    """``max|actual − expected| ≤ rtol · scale``.
+
+    ``scale`` is the size of the numbers the computation involves (e.g. the norm of
+    the Hessian times ``1 + ‖x‖``), so that quantities which vanish, such as the
+    gradient at a minimum, are compared on the right scale. Every check here
+    compares two routes that are exact up to rounding (a few ulps of ``scale``),
+    so ``1e-10`` leaves a margin of ``1e5`` for accumulation over sums of length
+    ``≤ 1e3`` and still catches any wrong term, which is ``O(scale)``.
+    """
+    err = np.max(np.abs(np.asarray(actual) - np.asarray(expected)), initial=0.0)
+    assert err <= rtol * scale, f"max error {err:.3g} > {rtol:.0e} × scale {scale:.3g}"
+
+
+def derivative_scale(problem, x):
+    """A magnitude for comparisons at ``x``: ``(1 + ‖x‖)`` times the largest derivative up to third order."""
+    sizes = [abs(problem.f(x)), np.max(np.abs(problem.grad(x))), np.max(np.abs(problem.hess(x)))]
+    if problem.dim <= 30:
+        sizes.append(np.max(np.abs(problem.third(x))))
+    return (1.0 + np.linalg.norm(x)) * max(sizes + [1e-300])

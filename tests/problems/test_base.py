@@ -1,0 +1,179 @@
+"""The generic defaults of Problem and the chain rule of TrainingLoss, on user-style problems.
+
+The families all have quadratic outputs and the squared loss, so ``∇³p_i`` and
+``ℓ‴`` never enter there. The problems here are not polynomial: a model
+``p_i(x) = sin(a_iᵀx)`` under the log-cosh loss exercises every term of the chain
+rule, and two plain problems exercise the two directions between ``_third`` and
+``_third_contract``.
+"""
+
+import numpy as np
+import pytest
+from helpers import assert_close, complex_step, derivative_scale
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flatref.problems import Problem, SquaredLoss, TrainingLoss
+from flatref.testing import check_derivatives
+
+
+class LogCosh:
+    """``ℓ(z, y) = log cosh(z − y)``: minimized at ``y`` with ``ℓ″ = 1``, and ``ℓ‴ ≠ 0`` elsewhere."""
+
+    def value(self, z, y):
+        return np.log(np.cosh(z - y))
+
+    def d1(self, z, y):
+        return np.tanh(z - y)
+
+    def d2(self, z, y):
+        return 1.0 / np.cosh(z - y) ** 2
+
+    def d3(self, z, y):
+        return -2.0 * np.tanh(z - y) / np.cosh(z - y) ** 2
+
+
+class SineModel(TrainingLoss):
+    """``p_i(x) = sin(a_iᵀx)``: every output derivative is non-zero."""
+
+    def __init__(self, A, y, loss=None):
+        super().__init__(A.shape[1], y, loss)
+        self.A = A
+
+    def _outputs(self, x, idx=slice(None)):
+        return np.sin(self.A[idx] @ x)
+
+    def _output_jacobian(self, x, idx=slice(None)):
+        return np.cos(self.A[idx] @ x)[:, None] * self.A[idx]
+
+    def _output_hessians(self, x, idx=slice(None)):
+        A = self.A[idx]
+        return -np.sin(A @ x)[:, None, None] * np.einsum("ia,ib->iab", A, A)
+
+    def _output_thirds(self, x, idx=slice(None)):
+        A = self.A[idx]
+        return -np.cos(A @ x)[:, None, None, None] * np.einsum("ia,ib,ic->iabc", A, A, A)
+
+
+class ExpSum(Problem):
+    """``f(x) = Σ_k exp(b_k x_k) + (Σ x)³/6``; gives ``_third`` only."""
+
+    def __init__(self, b):
+        super().__init__(b.size)
+        self.b = b
+
+    def _f(self, x):
+        s = np.sum(x)
+        return np.sum(np.exp(self.b * x)) + s**3 / 6
+
+    def _grad(self, x):
+        return self.b * np.exp(self.b * x) + np.sum(x) ** 2 / 2
+
+    def _hess(self, x):
+        return np.diag(self.b**2 * np.exp(self.b * x)) + np.sum(x)
+
+    def _third(self, x):
+        d = self.dim
+        T = np.ones((d, d, d), dtype=x.dtype)
+        T[np.arange(d), np.arange(d), np.arange(d)] += self.b**3 * np.exp(self.b * x)
+        return T
+
+
+class ExpSumContract(ExpSum):
+    """The same function, giving ``_third_contract`` instead of ``_third``."""
+
+    _third = Problem._third
+
+    def _third_contract(self, x, u, v):
+        return self.b**3 * np.exp(self.b * x) * u * v + np.sum(u) * np.sum(v)
+
+
+class NoThird(Problem):
+    def __init__(self):
+        super().__init__(2)
+
+    def _f(self, x):
+        return x @ x
+
+    def _grad(self, x):
+        return 2 * x
+
+    def _hess(self, x):
+        return 2 * np.eye(2)
+
+
+def sine_model(seed, n=3, d=4, loss=None):
+    rng = np.random.default_rng(seed)
+    return SineModel(rng.standard_normal((n, d)), 0.5 * rng.standard_normal(n), loss)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, SquaredLoss(2.0), LogCosh()]))
+def test_chain_rule_is_exact_for_non_polynomial_models_and_losses(seed, loss):
+    problem = sine_model(seed, loss=loss)
+    rng = np.random.default_rng(seed)
+    x, v, w = rng.standard_normal((3, problem.dim))
+    scale = derivative_scale(problem, x)
+    assert_close(problem.grad(x) @ v, complex_step(problem.f, x, v), scale)
+    assert_close(problem.hess(x) @ v, complex_step(problem.grad, x, v), scale)
+    assert_close(problem.third_contract(x, v, w), complex_step(problem.hess, x, v) @ w, scale)
+    assert_close(np.einsum("kij,i->kj", problem.third(x), v), complex_step(problem.hess, x, v), scale)
+    assert_close(problem.grad_trace_hess(x) @ v, complex_step(problem.trace_hess, x, v), scale)
+
+
+@pytest.mark.parametrize("cls", [ExpSum, ExpSumContract])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_generic_third_order_defaults_are_exact(cls, seed):
+    rng = np.random.default_rng(seed)
+    problem = cls(rng.uniform(-1, 1, size=4))
+    x, u, v = rng.uniform(-1, 1, size=(3, 4))
+    scale = derivative_scale(problem, x)
+    assert_close(problem.third_contract(x, u, v), complex_step(problem.hess, x, u) @ v, scale)
+    assert_close(np.einsum("kij,i->kj", problem.third(x), u), complex_step(problem.hess, x, u), scale)
+    assert_close(problem.trace_hess(x), np.trace(problem.hess(x)), scale)
+    assert_close(problem.grad_trace_hess(x) @ u, complex_step(problem.trace_hess, x, u), scale)
+
+
+def test_user_problems_pass_the_derivative_checker():
+    assert check_derivatives(sine_model(0, loss=LogCosh()), rng=1).passed
+    assert check_derivatives(ExpSumContract(np.array([0.5, -0.3, 1.0])), rng=1).passed
+
+
+def test_a_problem_without_third_derivatives_says_so():
+    with pytest.raises(NotImplementedError, match="_third or _third_contract"):
+        NoThird().third([1.0, 2.0])
+    with pytest.raises(NotImplementedError, match="_third or _third_contract"):
+        NoThird().grad_trace_hess([1.0, 2.0])
+
+
+def test_non_quadratic_outputs_need_output_thirds():
+    class Incomplete(SineModel):
+        _output_thirds = TrainingLoss._output_thirds
+
+    problem = Incomplete(np.eye(2, 3), np.zeros(2))
+    assert np.isfinite(problem.hess(np.ones(3))).all()
+    with pytest.raises(NotImplementedError, match="quadratic_outputs"):
+        problem.third_contract(np.ones(3), np.ones(3), np.ones(3))
+
+
+def test_known_facts_default_to_a_clear_not_implemented_error():
+    for method, args in [
+        ("random_minimum", ()),
+        ("sharp_minimum", ()),
+        ("flat_minima", ()),
+        ("conserved", ([1.0, 2.0],)),
+        ("exact_limit", ([1.0, 2.0],)),
+        ("exact_limit_jacobian", ([1.0, 2.0],)),
+    ]:
+        with pytest.raises(NotImplementedError, match=f"NoThird does not provide {method}"):
+            getattr(NoThird(), method)(*args)
+
+
+def test_squared_loss_derivatives():
+    loss = SquaredLoss(3.0)
+    z, y = np.array([1.0, -2.0]), np.array([0.5, 0.5])
+    np.testing.assert_array_equal(loss.value(z, y), 1.5 * (z - y) ** 2)
+    np.testing.assert_array_equal(loss.d1(z, y), 3.0 * (z - y))
+    np.testing.assert_array_equal(loss.d2(z, y), [3.0, 3.0])
+    np.testing.assert_array_equal(loss.d3(z, y), [0.0, 0.0])
+    with pytest.raises(ValueError, match="weight"):
+        SquaredLoss(-1.0)

@@ -1,0 +1,188 @@
+"""What each family knows exactly: its minima, sharp and flat minima, conservation laws, Φ."""
+
+import numpy as np
+import pytest
+from helpers import assert_close, complex_step, complex_step_jacobian, derivative_scale
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
+from flatref.testing import FAMILIES, points, small_problem
+
+FAMILY_IDS = [f.__name__ for f in FAMILIES]
+CONSERVING = [Example1, LinearRegression, DiagonalLinearNetwork]
+seeds = st.integers(0, 2**32 - 1)
+
+
+def on_minima_set(problem, x, rtol=1e-10):
+    """``p(x) = y`` to ``rtol·(1 + ‖y‖)`` and ``∇f(x) = 0`` on the same scale."""
+    residual = np.linalg.norm(problem.outputs(x) - problem.y)
+    return residual <= rtol * (1 + np.linalg.norm(problem.y))
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=FAMILY_IDS)
+@given(seed=seeds, size=st.integers(0, 2))
+def test_random_minimum_interpolates_and_is_stationary(family, seed, size):
+    problem = small_problem(family, seed, size)
+    x = problem.random_minimum(seed)
+    assert on_minima_set(problem, x)
+    assert np.linalg.norm(problem.grad(x)) <= 1e-10 * derivative_scale(problem, x)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=FAMILY_IDS)
+def test_random_minimum_is_reproducible(family):
+    problem = small_problem(family, 7, 1)
+    assert np.array_equal(problem.random_minimum(3), problem.random_minimum(3))
+    assert not np.array_equal(problem.random_minimum(3), problem.random_minimum(4))
+
+
+@pytest.mark.parametrize("family", CONSERVING, ids=lambda f: f.__name__)
+@given(seed=seeds, size=st.integers(0, 2), data=st.data())
+def test_gradient_flow_conserves_the_stated_quantities(family, seed, size, data):
+    """d/dt c(x(t)) = Dc(x)·(−∇f(x)) = 0, by the complex step of c along ∇f."""
+    problem = small_problem(family, seed, size)
+    x = data.draw(points(problem))
+    g = problem.grad(x)
+    rate = complex_step(problem.conserved, x, -g)
+    # Dc has entries O(1 + |x|), so the rate is a sum of O(|x|·|g|) terms that cancel.
+    assert_close(rate, 0.0, (1 + np.linalg.norm(x)) * (np.linalg.norm(g) + 1e-300))
+
+
+def test_conserved_quantities_are_not_conserved_by_other_motions():
+    # Guards against a conservation test that cannot fail: moving along e_1 changes them.
+    for problem in (Example1(), DiagonalLinearNetwork.random(3, 5, rng=0)):
+        x = np.linspace(0.5, 1.5, problem.dim)
+        assert np.linalg.norm(complex_step(problem.conserved, x, np.eye(problem.dim)[0])) > 0.5
+
+
+# ------------------------------------------------------------------ Example 1
+def test_example1_trace_is_twice_the_squared_norm():
+    problem = Example1()
+    for x in ([0.3, -2.0], [3.0, 1 / 3], [0.0, 0.0]):
+        x = np.array(x)
+        assert problem.trace_hess(x) / problem.dim == pytest.approx(x @ x, rel=1e-15, abs=0)
+
+
+def test_example1_flat_minima_are_the_stationary_points_of_the_trace_on_the_hyperbola():
+    problem = Example1()
+    for x in problem.flat_minima():
+        assert on_minima_set(problem, x)
+        tangent = np.array([x[0], -x[1]])  # the hyperbola x1 x2 = 1 has tangent (x1, −x2)
+        assert problem.grad_trace_hess(x) @ tangent == pytest.approx(0.0, abs=1e-15)
+    sharp = problem.sharp_minimum()
+    assert on_minima_set(problem, sharp)
+    assert problem.grad_trace_hess(sharp) @ np.array([sharp[0], -sharp[1]]) > 1.0
+    assert problem.trace_hess(sharp) == pytest.approx(2 * (9 + 1 / 9))
+
+
+@given(points(Example1(), scale=5.0))
+def test_example1_exact_limit_lies_on_the_hyperbola_with_the_same_conserved_quantity(x):
+    problem = Example1()
+    phi = problem.exact_limit(x)
+    if abs(x[0]) == abs(x[1]) and x[0] * x[1] <= 0:
+        np.testing.assert_array_equal(phi, [0.0, 0.0])
+        return
+    assert phi[0] * phi[1] == pytest.approx(1.0, rel=1e-14)
+    assert_close(problem.conserved(phi), problem.conserved(x), 1 + x @ x, rtol=1e-14)
+    big = np.argmax(np.abs(x))
+    assert np.sign(phi[big]) == np.sign(x[big])
+
+
+def test_example1_exact_limit_has_no_cancellation_for_extreme_starts():
+    problem = Example1()
+    for x in ([1e-4, 1e4], [1e4, -1e-4], [-3.0, 2.999999]):
+        phi = problem.exact_limit(x)
+        assert phi[0] * phi[1] == pytest.approx(1.0, rel=1e-15)
+        assert problem.conserved(phi)[0] == pytest.approx(problem.conserved(x)[0], rel=1e-14)
+
+
+def test_example1_exact_limit_saddle_and_fixed_points():
+    problem = Example1()
+    np.testing.assert_array_equal(problem.exact_limit([1.0, -1.0]), [0.0, 0.0])
+    np.testing.assert_array_equal(problem.exact_limit([0.0, 0.0]), [0.0, 0.0])
+    np.testing.assert_allclose(problem.exact_limit([3.0, 1 / 3]), [3.0, 1 / 3], rtol=1e-15)
+    np.testing.assert_allclose(problem.exact_limit([1.0, 1.0]), [1.0, 1.0], rtol=1e-15)
+
+
+# --------------------------------------------------------- linear regression
+@given(seed=seeds, size=st.integers(0, 2))
+def test_linear_regression_exact_limit_and_jacobian(seed, size):
+    problem = small_problem(LinearRegression, seed, size)
+    x = np.random.default_rng(seed).standard_normal(problem.dim)
+    phi = problem.exact_limit(x)
+    P = problem.exact_limit_jacobian(x)
+    scale = 1 + np.linalg.norm(x) + np.linalg.norm(problem.y)
+    assert on_minima_set(problem, phi)
+    assert_close(problem.exact_limit(phi), phi, scale)  # Φ∘Φ = Φ
+    assert_close(problem.conserved(phi), problem.conserved(x), scale)  # only the row-space part moves
+    assert_close(P, complex_step_jacobian(problem.exact_limit, x), 1.0)  # ∂Φ is the Jacobian of Φ
+    assert_close(P, P.T, 1.0)
+    assert_close(P @ P, P, 1.0)
+    assert round(np.trace(P)) == problem.dim - problem.n_samples
+    assert_close(P @ problem.grad(x), 0.0, np.linalg.norm(problem.grad(x)))  # Lemma 6
+    assert_close(problem.grad_trace_hess(x), 0.0, 0.0)  # every minimum equally flat
+
+
+# --------------------------------------------------- diagonal linear network
+@given(seed=seeds, size=st.integers(0, 2))
+def test_diagonal_network_sharp_minimum_is_unbalanced_and_sharper_than_the_flattest(seed, size):
+    problem = small_problem(DiagonalLinearNetwork, seed, size)
+    sharp = problem.sharp_minimum(balance=2.0)
+    (flat,) = problem.flat_minima()
+    u, v = problem.split(sharp)
+    assert on_minima_set(problem, sharp) and on_minima_set(problem, flat)
+    np.testing.assert_allclose(np.abs(u), 4 * np.abs(v), rtol=1e-12)
+    # Balanced: tr = (2/n) Σ c|w| exactly; unbalanced by 2: (4 + 1/4)/2 times that.
+    w_sharp = problem.weights(sharp)
+    balanced_trace = 2 * problem._c @ np.abs(w_sharp) / problem.n_samples
+    assert problem.trace_hess(sharp) == pytest.approx(balanced_trace * (4 + 0.25) / 2, rel=1e-12)
+    assert problem.trace_hess(flat) <= balanced_trace * (1 + 1e-9)
+
+
+@given(seed=seeds, size=st.integers(0, 2))
+def test_diagonal_network_flattest_minimum_is_below_every_random_minimum(seed, size):
+    problem = small_problem(DiagonalLinearNetwork, seed, size)
+    (flat,) = problem.flat_minima()
+    u, v = problem.split(flat)
+    np.testing.assert_allclose(np.abs(u), np.abs(v), rtol=1e-12)
+    for k in range(5):
+        x = problem.random_minimum(seed + k)
+        assert problem.trace_hess(flat) <= problem.trace_hess(x) * (1 + 1e-9)
+
+
+def test_diagonal_network_flattest_minimum_recovers_the_sparse_ground_truth():
+    # 20 Gaussian samples recover a 2-sparse w* in 40 features by (weighted) l1 with high
+    # probability; this instance is fixed, and the dense minimum-norm interpolant is far from w*.
+    problem = DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0)
+    (flat,) = problem.flat_minima()
+    np.testing.assert_allclose(problem.weights(flat), problem.ground_truth, atol=1e-10)
+    dense = problem.weights(problem.sharp_minimum())
+    assert np.linalg.norm(dense - problem.ground_truth) > 0.5
+
+
+# ------------------------------------------------------------ matrix sensing
+def test_matrix_sensing_sharp_minimum_interpolates_with_large_extra_columns():
+    problem = MatrixSensing.random(10, 4, 1, 10, rng=0)
+    sharp = problem.sharp_minimum(scale=1.0)
+    truth = problem._truth_factor().ravel()
+    assert on_minima_set(problem, sharp)
+    U = problem.as_matrix(sharp)
+    assert np.linalg.norm(U[:, 1:]) > 0.5  # extra columns survive the projection
+    assert problem.recovery_error(sharp) > 1.0
+    assert problem.recovery_error(truth) < 1e-12
+    assert problem.trace_hess(sharp) > 2 * problem.trace_hess(truth)
+
+
+def test_matrix_sensing_sharp_minimum_refuses_when_the_truth_is_the_only_interpolant():
+    # m = 30 = 3nk Gaussian measurements: M* is the only PSD solution, X* is the truth orbit.
+    problem = MatrixSensing.random(10, 4, 1, 30, rng=0)
+    with pytest.raises(ValueError, match="only PSD interpolant"):
+        problem.sharp_minimum()
+
+
+def test_matrix_sensing_trace_is_constant_on_the_truth_orbit():
+    # tr∇²f = ⟨K, UUᵀ⟩ + const, so every U with UUᵀ = M* has the same trace.
+    problem = MatrixSensing.random(5, 3, 2, 8, rng=1)
+    U = problem._truth_factor()
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
+    assert problem.trace_hess((U @ Q).ravel()) == pytest.approx(problem.trace_hess(U.ravel()), rel=1e-12)
