@@ -37,3 +37,17 @@ def derivative_scale(problem, x):
     if problem.dim <= 30:
         sizes.append(np.max(np.abs(problem.third(x))))
     return (1.0 + np.linalg.norm(x)) * max(sizes + [1e-300])
+
+
+def assert_derivatives_exact(problem, x, v, w):
+    """Each order of ``problem`` at ``x`` is the complex-step derivative of the order below.
+
+    Checks ``∇f·v``, ``∇²f v``, ``∇³f[v, w]``, the tensor ``∇³f[v]`` and ``∇tr∇²f·v``.
+    """
+    scale = derivative_scale(problem, x)
+    d_hess = complex_step(problem.hess, x, v)
+    assert_close(problem.grad(x) @ v, complex_step(problem.f, x, v), scale)
+    assert_close(problem.hess(x) @ v, complex_step(problem.grad, x, v), scale)
+    assert_close(problem.third_contract(x, v, w), d_hess @ w, scale)
+    assert_close(np.einsum("kij,i->kj", problem.third(x), v), d_hess, scale)
+    assert_close(problem.grad_trace_hess(x) @ v, complex_step(problem.trace_hess, x, v), scale)
