@@ -6,6 +6,25 @@ ICML 2024 (arXiv:2305.15659).
 
 from . import problems, testing
 from .errors import ConvergenceError, FlatrefError
+from .flatness import (
+    FlatnessReport,
+    flatness_report,
+    flattest_trace,
+    grad_tr_bar,
+    metric_at_minimum,
+    stationarity_metric,
+    tr_bar,
+)
+from .limit_map import (
+    LimitMapError,
+    LimitPoint,
+    LimitStatus,
+    limit_jacobian,
+    limit_map,
+    normal_basis,
+    project_tangent,
+    tangent_projector,
+)
 from .problems import (
     DiagonalLinearNetwork,
     Example1,
@@ -22,6 +41,21 @@ __all__ = [
     "testing",
     "FlatrefError",
     "ConvergenceError",
+    "LimitMapError",
+    "limit_map",
+    "LimitPoint",
+    "LimitStatus",
+    "limit_jacobian",
+    "tangent_projector",
+    "project_tangent",
+    "normal_basis",
+    "tr_bar",
+    "grad_tr_bar",
+    "stationarity_metric",
+    "metric_at_minimum",
+    "flatness_report",
+    "FlatnessReport",
+    "flattest_trace",
     "Problem",
     "TrainingLoss",
     "Example1",

@@ -52,12 +52,24 @@ def as_int(n, name: str, *, minimum: int) -> int:
 
 def as_positive(value, name: str) -> float:
     """Return ``value`` as a finite float ``> 0``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    value = _as_real(value, name)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return value
+
+
+def as_nonnegative(value, name: str) -> float:
+    """Return ``value`` as a finite float ``>= 0``."""
+    value = _as_real(value, name)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be non-negative and finite, got {value}")
+    return value
+
+
+def _as_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
 
 
 def frozen_copy(arr: np.ndarray) -> np.ndarray:

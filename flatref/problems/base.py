@@ -21,6 +21,7 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .._validation import as_array, as_int, as_positive, as_vector, frozen_copy
 from ..errors import ConvergenceError
@@ -67,6 +68,14 @@ class Problem(abc.ABC):
         """The Hessian ``∇²f(x)``, shape ``(d, d)``."""
         return self._hess(self._point(x))
 
+    def hess_vec(self, x, v) -> np.ndarray:
+        """The Hessian-vector product ``∇²f(x) v`` for ``v`` of shape ``(d,)`` or ``(d, k)``, matrix-free where the family allows."""
+        x = self._point(x)
+        v = as_array(v, "v", allow_complex=True)
+        if v.shape[:1] != (self.dim,) or v.ndim > 2:
+            raise ValueError(f"v must have shape ({self.dim},) or ({self.dim}, k), got shape {v.shape}")
+        return self._hess_vec(x, v)
+
     def third(self, x) -> np.ndarray:
         """The third-derivative tensor ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``, shape ``(d, d, d)``.
 
@@ -103,6 +112,10 @@ class Problem(abc.ABC):
     def _hess(self, x): ...
 
     # ----------------------------------------------------------- generic defaults
+    def _hess_vec(self, x, v):
+        """Default: the dense Hessian times ``v``."""
+        return self._hess(x) @ v
+
     def _third(self, x):
         """Default: the tensor assembled column by column from ``_third_contract``."""
         self._require_third_order("_third_contract")
@@ -290,6 +303,14 @@ class TrainingLoss(Problem):
         H = (J.T * l2) @ J + np.einsum("i,iab->ab", l1, self._output_hessians(x))
         return H / self.n_samples
 
+    def _hess_vec(self, x, v):
+        _, (l1, l2) = self._loss_terms(x, 2)
+        J = self._output_jacobian(x)
+        Hp = self._output_hessians(x)
+        return (J.T @ (l2[:, None] * (J @ v.reshape(self.dim, -1)))).reshape(v.shape) / self.n_samples + np.tensordot(
+            l1, Hp @ v, axes=1
+        ) / self.n_samples
+
     def _third(self, x):
         _, (l1, l2, l3) = self._loss_terms(x, 3)
         J = self._output_jacobian(x)
@@ -335,11 +356,25 @@ class TrainingLoss(Problem):
             residual = self._outputs(x) - self._y
             if np.linalg.norm(residual) <= target:
                 return x
-            step = np.linalg.lstsq(self._output_jacobian(x), residual, rcond=None)[0]
-            x = x - step
+            x = x - _min_norm_solution(self._output_jacobian(x), residual)
             if not np.all(np.isfinite(x)):
                 break
         raise ConvergenceError(
             f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
             f"residual {target:.1e} in {max_iter} steps"
         )
+
+
+def _min_norm_solution(J, r):
+    """``J⁺r`` for a wide ``J`` of full row rank: ``Jᵀ(JJᵀ)⁻¹r`` by Cholesky (``O(n²d)``), else ``lstsq``.
+
+    The Gram route is checked by its residual ``‖J s − r‖ ≤ 1e-10 ‖r‖``, so a
+    rank-deficient or ill-conditioned ``J`` falls back to the SVD-based ``lstsq``.
+    """
+    try:
+        step = J.T @ cho_solve(cho_factor(J @ J.T), r)
+        if np.linalg.norm(J @ step - r) <= 1e-10 * np.linalg.norm(r):
+            return step
+    except LinAlgError:
+        pass
+    return np.linalg.lstsq(J, r, rcond=None)[0]

@@ -86,6 +86,9 @@ class LinearRegression(TrainingLoss):
     def _hess(self, x):
         return self._Z.T @ self._Z / self.n_samples
 
+    def _hess_vec(self, x, v):
+        return self._Z.T @ (self._Z @ v) / self.n_samples
+
     def _third(self, x):
         return np.zeros((self.dim,) * 3)
 

@@ -6,7 +6,8 @@ with ``p_i = ⟨A_i, UUᵀ⟩``, ``∇p_i = 2A_iU``, ``∇²p_i[V, W] = 2⟨V, A
 With ``s_i = p_i − y_i`` (MATH.md §5):
 
 - ``∇f = (2/m) S U`` with ``S = Σ_i s_i A_i``;
-- ``∇²f[V, W] = (1/m) Σ_i [4⟨A_iU, V⟩⟨A_iU, W⟩ + 2 s_i ⟨V, A_iW⟩]``;
+- ``∇²f[V, W] = (1/m) Σ_i [4⟨A_iU, V⟩⟨A_iU, W⟩ + 2 s_i ⟨V, A_iW⟩]``, so
+  ``∇²f V = (4/m) (Σ_i ⟨A_i, VUᵀ⟩ A_i) U + (2/m) S V`` without forming the Hessian;
 - ``∇³f[V, W] = (4/m) [(Σ_i ⟨A_i, VWᵀ⟩ A_i) U + (Σ_i ⟨A_i, WUᵀ⟩ A_i) V + (Σ_i ⟨A_i, VUᵀ⟩ A_i) W]``.
 
 The trace needs no sum over samples at run time. With ``Q = Σ_i A_i²``,
@@ -151,6 +152,15 @@ class MatrixSensing(TrainingLoss):
         J = self._output_jacobian(x)
         (S,) = self._combine((self._outputs(x) - self._y)[:, None])
         return (J.T @ J + 2.0 * np.kron(S, np.eye(self.r))) / self.n_samples
+
+    def _hess_vec(self, x, V):
+        # ∇²f[V] = (4/m) (Σ_i ⟨A_i, VUᵀ⟩ A_i) U + (2/m) S V, column by column: O(mn² + n²r) each.
+        U = self._U(x)
+        (S,) = self._combine((self._outputs(x) - self._y)[:, None])
+        cols = V.reshape(self.dim, -1).T.reshape(-1, self.n, self.r)
+        C = self._combine(self._inner(*(W @ U.T for W in cols)))
+        out = (4.0 * C @ U + 2.0 * S @ cols) / self.n_samples
+        return out.reshape(len(cols), self.dim).T.reshape(V.shape)
 
     def _third(self, x):
         # T[(a,b),(c,e),(g,h)] = B[a,c,g,h] δ_be + B[a,g,c,e] δ_bh + B[c,g,a,b] δ_eh,

@@ -39,6 +39,14 @@ def test_third_contract_checks_its_directions(problem):
         problem.third_contract(np.ones(d), np.ones(d), np.full(d, np.nan))
 
 
+def test_hessian_vector_products_check_their_vectors(problem):
+    d = problem.dim
+    with pytest.raises(ValueError, match=rf"v must have shape \({d},\) or \({d}, k\)"):
+        problem.hess_vec(np.ones(d), np.ones(d + 1))
+    with pytest.raises(ValueError, match="v must have shape"):
+        problem.hess_vec(np.ones(d), np.ones((d, 2, 2)))
+
+
 def test_sample_indices_are_checked(problem):
     x = np.ones(problem.dim)
     with pytest.raises(ValueError, match=r"idx must lie in \[0, "):

@@ -142,3 +142,15 @@ def test_sample_grad_is_the_mean_of_the_per_sample_gradients(family, seed):
     assert_close(problem.sample_grad(x, np.arange(n)), problem.grad(x), scale)
     batch = rng.integers(0, n, size=3)  # repeated indices count with multiplicity
     assert_close(problem.sample_grad(x, batch), np.mean([singles[i] for i in batch], axis=0), scale)
+
+
+@given(problem_and_point(), st.integers(1, 3))
+def test_hessian_vector_products_equal_the_dense_hessian(pp, k):
+    problem, x = pp
+    scale = derivative_scale(problem, x)
+    V = np.random.default_rng(k).standard_normal((problem.dim, k))
+    H = problem.hess(x)
+    assert_close(problem.hess_vec(x, V), H @ V, scale * np.linalg.norm(V))
+    assert_close(problem.hess_vec(x, V[:, 0]), H @ V[:, 0], scale * np.linalg.norm(V))
+    assert problem.hess_vec(x, V[:, 0]).shape == (problem.dim,)
+    assert_close(TrainingLoss._hess_vec(problem, x, V), H @ V, scale * np.linalg.norm(V))

@@ -1,0 +1,81 @@
+"""Cost and accuracy of the limit map Φ, per family, distance to the minima set and solver.
+
+For each family, a point ``x*`` of the minima set is moved a distance ``dist`` (1e-3,
+1e-2, 0.3) along a random direction; ``Φ`` is computed by each solver choice and
+compared with a reference (the closed form for Example 1 and linear regression;
+otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished). Cost is
+reported in gradient evaluations, in seconds, and in gradient-equivalents: the time
+of Φ divided by the time of one ``grad`` call measured in the same run.
+
+    python benchmarks/limit_map.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from flatref.limit_map import limit_map
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
+
+SOLVERS = {
+    "default (DOP853 + finish)": {},
+    "DOP853 rtol 1e-7 + finish": {"rtol": 1e-7, "atol": 1e-10},
+    "DOP853 gtol 1e-5 + finish": {"gtol": 1e-5},
+    "RK45 + finish": {"method": "RK45"},
+    "Radau (exact Hessian) + finish": {"method": "Radau"},
+    "DOP853, no finish, gtol 1e-8": {"finish": False, "gtol": 1e-8},
+}
+
+
+def seconds(fun, *args, repeat=3):
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fun(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def reference(problem, x0):
+    try:
+        return problem.exact_limit(x0)
+    except NotImplementedError:
+        return limit_map(problem, x0, rtol=1e-13, atol=1e-15, gtol=1e-11, finish_radius=1e-7).x
+
+
+def families(quick):
+    yield Example1()
+    yield LinearRegression.random(50, 200, rng=0)
+    yield DiagonalLinearNetwork.random(50, 500 if quick else 1000, sparsity=3, rng=0)
+    yield MatrixSensing.random(20 if quick else 40, 5, 2, 30 if quick else 60, rng=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller problems, fewer solvers")
+    args = parser.parse_args(argv)
+    solvers = dict(list(SOLVERS.items())[:2]) if args.quick else SOLVERS
+    print(f"{'problem':<48}{'dist':>7}  {'solver':<32}{'n_grad':>7}{'seconds':>10}{'grad-eq':>9}{'error':>10}  status")
+    for problem in families(args.quick):
+        rng = np.random.default_rng(0)
+        x_star = problem.random_minimum(rng)
+        t_grad = seconds(lambda: [problem.grad(x_star) for _ in range(100)], repeat=5)[0] / 100
+        for dist in (1e-3, 1e-2, 0.3):
+            e = rng.standard_normal(problem.dim)
+            x0 = x_star + dist * e / np.linalg.norm(e)
+            ref = reference(problem, x0)
+            for name, options in solvers.items():
+                if options.get("method") == "Radau" and problem.dim > 500:
+                    continue
+                t, lp = seconds(lambda: limit_map(problem, x0, **options))
+                err = np.linalg.norm(lp.x - ref)
+                print(
+                    f"{problem!r:<48}{dist:>7.0e}  {name:<32}{lp.n_grad:>7}{t:>10.4f}{t / t_grad:>9.0f}{err:>10.1e}  {lp.status}"
+                )
+
+
+if __name__ == "__main__":
+    main()

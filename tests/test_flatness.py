@@ -1,0 +1,121 @@
+"""tr̄, the stationarity metric and Definition 3 against closed forms on constructed points."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from flatref import (
+    LimitMapError,
+    flatness_report,
+    grad_tr_bar,
+    metric_at_minimum,
+    stationarity_metric,
+    tr_bar,
+)
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression
+from flatref.testing import points
+
+EX1 = Example1()
+
+
+@given(points(EX1, scale=10.0))
+def test_example1_normalized_trace_and_its_gradient(x):
+    assert tr_bar(EX1, x) == pytest.approx(x @ x, rel=1e-15, abs=1e-300)
+    np.testing.assert_allclose(grad_tr_bar(EX1, x), 2 * x, rtol=1e-15)
+
+
+def example1_metric(t):
+    """On the hyperbola (t, 1/t): tr̄ = t² + 1/t², tangent (t, −1/t), so the metric is |2t² − 2/t²| / √(t² + 1/t²)."""
+    return abs(2 * t**2 - 2 / t**2) / np.sqrt(t**2 + 1 / t**2)
+
+
+@given(st.floats(0.05, 20.0), st.sampled_from([-1.0, 1.0]))
+def test_example1_metric_is_the_riemannian_gradient_of_the_trace_on_the_hyperbola(t, sign):
+    x_star = sign * np.array([t, 1 / t])
+    assert metric_at_minimum(EX1, x_star) == pytest.approx(example1_metric(t), rel=1e-9, abs=1e-13)
+
+
+@given(st.floats(0.05, 20.0))
+def test_example1_metric_vanishes_only_at_the_flat_minima(t):
+    assume(abs(t - 1) > 1e-3)
+    # Away from t = 1 the metric is at least |2t² − 2/t²|/√(t² + 1/t²) ≥ 2.8e-3 here.
+    assert metric_at_minimum(EX1, [t, 1 / t]) > 2e-3
+    for x_star in EX1.flat_minima():
+        assert metric_at_minimum(EX1, x_star) < 1e-14
+
+
+def test_stationarity_metric_runs_the_flow_first():
+    x = np.array([2.5, 0.1])  # off the hyperbola: the metric is taken at Φ(x)
+    t = EX1.exact_limit(x)[0]
+    assert stationarity_metric(EX1, x) == pytest.approx(example1_metric(t), rel=1e-7)
+    with pytest.raises(LimitMapError, match="saddle"):
+        stationarity_metric(EX1, [1.0, -1.0])
+
+
+def test_linear_regression_minima_are_all_flat():
+    problem = LinearRegression.random(3, 7, rng=0)
+    x = np.random.default_rng(1).standard_normal(7)
+    report = flatness_report(problem, x, eps=10.0, eps_prime=1e-12)
+    assert report.metric == 0.0 and report.is_flat
+    assert report.trace_gap is None  # LinearRegression does not name its flat minima
+
+
+# ------------------------------------------------------------- Definition 3
+@pytest.mark.parametrize(
+    "x, eps, eps_prime, flat",
+    [
+        ((1.0, 1.0), 0.0, 1e-12, True),  # a flat local minimum is (0, 0)-flat up to rounding
+        ((-1.0, -1.0), 0.0, 1e-12, True),
+        ((3.0, 1 / 3), 1.0, 1.0, False),  # a minimum, but the trace still falls along X*
+        ((3.0, 1 / 3), 1.0, 6.0, True),  # ... unless ε′ exceeds its metric, 5.89
+        ((1.05, 0.95), 5e-3, 0.3, False),  # ‖∇f‖ = 0.00708 > ε (the metric 0.282 passes)
+        ((1.05, 0.95), 1e-2, 0.2, False),  # the metric 0.282 > ε′ (the gradient passes)
+        ((1.05, 0.95), 1e-2, 0.3, True),
+        ((1.0, -1.0), 1e3, 1e3, False),  # the flow ends at a saddle: never flat
+    ],
+)
+def test_definition3_classifies_constructed_points(x, eps, eps_prime, flat):
+    assert flatness_report(EX1, x, eps, eps_prime).is_flat is flat
+
+
+def test_report_fields_match_their_definitions():
+    x = np.array([1.05, 0.95])
+    report = flatness_report(EX1, x, 1e-2, 1e-2)
+    x_star = EX1.exact_limit(x)
+    assert report.grad_norm == pytest.approx(np.linalg.norm(EX1.grad(x)), rel=1e-15)
+    np.testing.assert_allclose(report.x_star, x_star, atol=1e-9)
+    assert report.metric == pytest.approx(example1_metric(x_star[0]), rel=1e-6)
+    assert report.tr_bar_star == pytest.approx(x_star @ x_star, rel=1e-9)
+    assert report.trace_star == pytest.approx(2 * x_star @ x_star, rel=1e-9)
+    assert report.trace_gap == pytest.approx(2 * x_star @ x_star - 4.0, rel=1e-6)
+    assert report.limit.success and "is_flat=False" in repr(report) and "status=converged" in repr(report)
+
+
+def test_a_report_without_a_limit_has_no_limit_values():
+    report = flatness_report(EX1, [2.0, -2.0], 1.0, 1.0)
+    assert report.limit.status == "saddle"
+    assert (report.x_star, report.metric, report.tr_bar_star, report.trace_star, report.trace_gap) == (None,) * 5
+    assert not report.is_flat and "metric=None" in repr(report)
+
+
+def test_diagonal_network_sharp_and_flattest_minima():
+    problem = DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0)
+    sharp = flatness_report(problem, problem.sharp_minimum(), 1e-6, 1e-3)
+    (flattest,) = problem.flat_minima()
+    flat = flatness_report(problem, flattest, 1e-6, 1e-3)
+    assert not sharp.is_flat and sharp.metric > 1e-2 and sharp.trace_gap > 1.0
+    assert flat.is_flat and flat.trace_gap == pytest.approx(0.0, abs=1e-9) and flat.metric < 1e-10
+    # tr̄ divides by d = 80: the raw trace gap is the readable number (MATH.md §6).
+    assert sharp.tr_bar_star == pytest.approx(sharp.trace_star / problem.dim)
+
+
+def test_bad_tolerances_are_named():
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        flatness_report(EX1, [1.0, 1.0], -1.0, 1.0)
+    with pytest.raises(ValueError, match="eps_prime must be non-negative"):
+        flatness_report(EX1, [1.0, 1.0], 1.0, np.inf)
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        flatness_report(EX1, [1.0, 1.0], "small", 1.0)
+    with pytest.raises(ValueError, match=r"x must have shape \(2,\)"):
+        flatness_report(EX1, [1.0], 1.0, 1.0)
