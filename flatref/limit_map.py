@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ._validation import as_array, as_int, as_positive, as_vector
 from .errors import ConvergenceError, FlatrefError
@@ -40,6 +39,7 @@ from .problems import Problem, TrainingLoss
 _IMPLICIT = ("Radau", "BDF", "LSODA")
 #: Above this dimension, eigenvalues come from Lanczos on Hessian-vector products.
 _DENSE_EIG_MAX_DIM = 1500
+_LANCZOS_STEPS = 60
 
 
 class LimitStatus(str, enum.Enum):
@@ -313,14 +313,47 @@ def _finish(problem: Problem, z):
 
 
 def _extreme_eigenvalues(problem: Problem, z):
-    """``(λ_min, λ_max)`` of ``∇²f(z)``: dense for small ``d``, Lanczos on ``hess_vec`` otherwise."""
+    """``(λ_min, λ_max)`` of ``∇²f(z)``: exact for small ``d``, Lanczos Ritz values otherwise.
+
+    Above ``_DENSE_EIG_MAX_DIM`` they are the extreme Ritz values of
+    ``_LANCZOS_STEPS`` Lanczos steps on :meth:`Problem.hess_vec` (full
+    reorthogonalization, fixed start vector, so the answer is deterministic). A Ritz
+    value is never below ``λ_min``, so a saddle found this way is certain; a negative
+    eigenvalue hidden close to the cluster of zeros may be missed. (ARPACK's ``eigsh``
+    does not converge on that cluster of ``dim X*`` near-zero eigenvalues.)
+    """
     if problem.dim <= _DENSE_EIG_MAX_DIM:
         lam = np.linalg.eigvalsh(problem.hess(z))
         return float(lam[0]), float(lam[-1])
-    op = LinearOperator((problem.dim,) * 2, matvec=lambda v: problem.hess_vec(z, v), dtype=float)
-    lam_min = eigsh(op, k=1, which="SA", tol=1e-6, return_eigenvectors=False)[0]
-    lam_max = eigsh(op, k=1, which="LA", tol=1e-6, return_eigenvectors=False)[0]
-    return float(lam_min), float(lam_max)
+    ritz = _lanczos_ritz_values(lambda v: problem._hess_vec(z, v), problem.dim, _LANCZOS_STEPS)
+    return float(ritz[0]), float(ritz[-1])
+
+
+def _lanczos_ritz_values(matvec, d, steps):
+    """Ritz values of at most ``steps`` Lanczos iterations with full reorthogonalization.
+
+    Gram–Schmidt runs twice per step ("twice is enough"), and the iteration stops when
+    the new direction is below ``1e-8`` of ``‖H q_j‖``: the Krylov space is then
+    invariant (it holds at most one vector per distinct eigenvalue), and normalizing
+    the rounding left over would break the basis.
+    """
+    Q = np.zeros((d, steps))
+    q = np.random.default_rng(0).standard_normal(d)
+    Q[:, 0] = q / np.linalg.norm(q)
+    alpha, beta = np.zeros(steps), np.zeros(steps)
+    for j in range(steps):
+        w = matvec(Q[:, j])
+        size = np.linalg.norm(w)
+        alpha[j] = Q[:, j] @ w
+        for _ in range(2):
+            w = w - Q[:, : j + 1] @ (Q[:, : j + 1].T @ w)
+        beta[j] = np.linalg.norm(w)
+        if j + 1 == steps or beta[j] <= 1e-8 * max(size, np.finfo(float).tiny):
+            break
+        Q[:, j + 1] = w / beta[j]
+    k = j + 1
+    T = np.diag(alpha[:k]) + np.diag(beta[: k - 1], 1) + np.diag(beta[: k - 1], -1)
+    return np.linalg.eigvalsh(T)
 
 
 # ------------------------------------------------------------- tangent space

@@ -297,3 +297,25 @@ def test_implicit_methods_get_the_exact_jacobian():
     lp = limit_map(EX1, [2.0, 0.1], method="Radau")
     assert lp.success and lp.n_hess > 1
     assert np.linalg.norm(lp.x - EX1.exact_limit([2.0, 0.1])) <= 1e-8
+
+
+def test_lanczos_ritz_values_bracket_the_spectrum_and_find_negative_curvature():
+    import sys
+
+    ritz_values = sys.modules["flatref.limit_map"]._lanczos_ritz_values
+    rng = np.random.default_rng(0)
+    # A Hessian-like spectrum: one negative eigenvalue, a large cluster at zero, a few positive.
+    lam = np.concatenate([[-0.3], np.zeros(1900), rng.uniform(0.5, 3.0, 50)])
+    Q, _ = np.linalg.qr(rng.standard_normal((lam.size, lam.size)))
+    H = (Q * lam) @ Q.T
+    ritz = ritz_values(lambda v: H @ v, lam.size, 60)
+    assert ritz[0] >= lam.min() - 1e-12 and ritz[-1] <= lam.max() + 1e-12  # Ritz values lie inside
+    assert ritz[0] == pytest.approx(-0.3, abs=1e-6) and ritz[-1] == pytest.approx(lam.max(), rel=1e-6)
+
+
+def test_large_problems_are_classified_without_dense_hessians():
+    problem = DiagonalLinearNetwork.random(20, 800, sparsity=2, rng=0)  # d = 1600 > the dense limit
+    rng = np.random.default_rng(0)
+    x = problem.random_minimum(rng) + 1e-2 * rng.standard_normal(problem.dim) / 40
+    lp = limit_map(problem, x, finish=False)
+    assert lp.status is LimitStatus.CONVERGED and lp.min_eigenvalue > -1e-6
