@@ -22,6 +22,10 @@ How :func:`limit_map` computes ``Φ`` (MATH.md §6):
 3. classify: a point where ``∇²f`` has an eigenvalue below
    ``−saddle_tol · max(1, λ_max)`` is a saddle. A Gauss–Newton finish that lands on
    ``p(x) = y`` has found a global minimum, and needs no eigenvalues.
+
+``flatref.limit_map`` is also the name of the function exported by the package, which
+shadows this module as an attribute: write ``from flatref.limit_map import LimitPoint``
+(which works), not ``import flatref.limit_map as module``.
 """
 
 from __future__ import annotations
@@ -252,7 +256,7 @@ class _Flow:
                 events=events, **options,
             )  # fmt: skip
         except _Blowup:
-            return z, t0, LimitStatus.DIVERGED, "non-finite gradient"
+            return self._last, self._last_t, LimitStatus.DIVERGED, "non-finite gradient"
         except _Budget:
             return self._last, self._last_t, LimitStatus.MAX_TIME, f"{self.max_grad_evals} gradient evaluations used"
         z, t = sol.y[:, -1], sol.t[-1]
@@ -305,7 +309,7 @@ def _finish(problem: Problem, z):
         return None, np.inf, 0
     lam, Q = np.linalg.eigh(problem.hess(z))
     top = lam > 1e-6 * max(lam[-1], 0.0)
-    if lam[0] < 0 or not top.any():
+    if lam[0] < -1e-6 * max(lam[-1], 0.0) or not top.any():  # clear negative curvature: no minimum near
         return None, np.inf, 1
     Qt = Q[:, top]
     step = Qt @ ((Qt.T @ problem.grad(z)) / lam[top])

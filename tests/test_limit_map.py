@@ -251,6 +251,7 @@ def test_a_flow_that_overflows_is_reported_diverged_without_nan():
     lp = limit_map(Explosive(), [0.0, 0.0])
     assert lp.status is LimitStatus.DIVERGED
     assert np.all(np.isfinite(lp.x))
+    assert lp.flow_time == pytest.approx(1.0, abs=1e-6)  # ẋ = eˣ from 0 blows up at t = 1
 
 
 def test_time_and_evaluation_budgets_end_with_max_time():

@@ -15,3 +15,4 @@ def test_readme_snippets_run(capsys):
     out = capsys.readouterr().out
     assert "True" in out  # the sparse-recovery snippet prints np.allclose(...) == True
     assert "derivative check of Example1(): passed" in out
+    assert "saddle" in out and "FlatnessReport(is_flat=False, status=converged" in out
