@@ -4,7 +4,8 @@ Ahn, Jadbabaie & Sra, *How to Escape Sharp Minima with Random Perturbations*,
 ICML 2024 (arXiv:2305.15659).
 """
 
-from . import problems, testing
+from . import problems, testing, theory
+from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, Trajectory, proj_out, run
 from .errors import ConvergenceError, FlatrefError
 from .flatness import (
     FlatnessReport,
@@ -39,6 +40,15 @@ __version__ = "0.1.0"
 __all__ = [
     "problems",
     "testing",
+    "theory",
+    "run",
+    "Trajectory",
+    "RS",
+    "SA",
+    "GD",
+    "SAM",
+    "LabelNoiseSGD",
+    "proj_out",
     "FlatrefError",
     "ConvergenceError",
     "LimitMapError",

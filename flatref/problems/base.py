@@ -241,20 +241,28 @@ class TrainingLoss(Problem):
         return self._y
 
     # ----------------------------------------------------------------- public API
-    def outputs(self, x) -> np.ndarray:
-        """The model outputs ``p(x) = (p_1(x), …, p_n(x))``."""
-        return self._outputs(self._point(x))
+    def outputs(self, x, idx=None) -> np.ndarray:
+        """The model outputs ``p_i(x)`` for all samples, or for the indices ``idx``."""
+        x = self._point(x)
+        return self._outputs(x) if idx is None else self._outputs(x, self._indices(idx))
 
-    def output_jacobian(self, x) -> np.ndarray:
-        """The ``n × d`` Jacobian ``J`` of the outputs: row ``i`` is ``∇p_i(x)ᵀ``."""
-        return self._output_jacobian(self._point(x))
+    def output_jacobian(self, x, idx=None) -> np.ndarray:
+        """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``)."""
+        x = self._point(x)
+        return self._output_jacobian(x) if idx is None else self._output_jacobian(x, self._indices(idx))
 
-    def sample_grad(self, x, idx) -> np.ndarray:
-        """The mean gradient ``(1/|B|) Σ_{i∈B} ∇f_i(x)`` over the sample indices ``B = idx``."""
+    def sample_grad(self, x, idx, labels=None) -> np.ndarray:
+        """The mean gradient ``(1/|B|) Σ_{i∈B} ∇_x ℓ(p_i(x), y_i)`` over the sample indices ``B = idx``.
+
+        Args:
+            x: the point.
+            idx: sample indices (repeats count with multiplicity).
+            labels: labels to use instead of ``y[idx]`` (e.g. noisy labels), shape ``(|B|,)``.
+        """
         x = self._point(x)
         idx = self._indices(idx)
-        p = self._outputs(x, idx)
-        return self._output_jacobian(x, idx).T @ self.loss.d1(p, self._y[idx]) / idx.size
+        y = self._y[idx] if labels is None else as_vector(labels, idx.size, "labels")
+        return self._output_jacobian(x, idx).T @ self.loss.d1(self._outputs(x, idx), y) / idx.size
 
     def _indices(self, idx) -> np.ndarray:
         arr = np.atleast_1d(np.asarray(idx))
