@@ -146,6 +146,7 @@ def limit_map(
     finish_radius: float = 1e-5,
     max_time: float = 1e8,
     max_grad_evals: int = 200_000,
+    stall_evals: int = 5_000,
     blowup: float = 1e6,
     saddle_tol: float = 1e-5,
 ) -> LimitPoint:
@@ -169,6 +170,10 @@ def limit_map(
             (Example 1), 0.2 (diagonal network) and 1 (matrix sensing): about ``1e-10``.
         max_time: the largest flow time.
         max_grad_evals: the largest number of gradient evaluations.
+        stall_evals: a flow stage stops early when ``‖∇f‖`` has not halved within this
+            many evaluations (a ``gtol`` below what the integrator can reach, or the slow
+            approach to a degenerate minimum); the finish is tried there. If the last
+            stage stalls and the finish is rejected, the status is ``max_time``.
         blowup: the flow has diverged when ``‖x(t)‖ > blowup · (1 + ‖x(0)‖)``.
         saddle_tol: a Hessian eigenvalue below ``−saddle_tol · max(1, λ_max)`` makes a saddle.
 
@@ -189,8 +194,10 @@ def limit_map(
         )
     )
     max_grad_evals = as_int(max_grad_evals, "max_grad_evals", minimum=1)
+    stall_evals = as_int(stall_evals, "stall_evals", minimum=1)
     grad = _GradientCache(problem)
-    flow = _Flow(problem, grad, method, rtol, atol, max_time, max_grad_evals, blowup * (1 + np.linalg.norm(x0)))
+    max_norm = blowup * (1 + np.linalg.norm(x0))
+    flow = _Flow(problem, grad, method, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm)
     n_hess, step = 0, 0.0
     z, t = x0, 0.0
     for threshold in (gtol, gtol * 1e-2):
@@ -207,10 +214,15 @@ def limit_map(
             if isinstance(problem, TrainingLoss):  # on p(x) = y: a global minimum, no eigenvalues needed
                 return _result(grad, z, LimitStatus.CONVERGED, "Gauss-Newton finish", t, n_hess, step)
             break
+    else:
+        if flow.stalled:
+            detail = f"the flow stalled at |grad f| = {np.linalg.norm(grad(z)):.3g} and the finish was rejected"
+            return _result(grad, z, LimitStatus.MAX_TIME, detail, t, n_hess, 0.0)
     lam_min, lam_max = _extreme_eigenvalues(problem, z)
     n_hess += 1
     status = LimitStatus.SADDLE if lam_min < -saddle_tol * max(1.0, lam_max) else LimitStatus.CONVERGED
-    return _result(grad, z, status, f"smallest Hessian eigenvalue {lam_min:.3g}", t, n_hess, step, lam_min)
+    detail = f"smallest Hessian eigenvalue {lam_min:.3g}" + (" (the flow stalled above gtol)" if flow.stalled else "")
+    return _result(grad, z, status, detail, t, n_hess, step, lam_min)
 
 
 def _result(grad, z, status, detail, t, n_hess, step, lam_min=None) -> LimitPoint:
@@ -239,13 +251,18 @@ class _Flow:
     atol: float
     max_time: float
     max_grad_evals: int
+    stall_evals: int
     max_norm: float
     n_jac: int = 0
+    stalled: bool = False
 
     def run(self, z, t0, threshold):
-        """Returns ``(z, t, status, detail)``; ``status`` is ``None`` when the threshold was reached."""
-        self.n_jac = 0
+        """Returns ``(z, t, status, detail)``; ``status`` is ``None`` when the threshold was reached
+        or the flow stalled (then ``self.stalled``)."""
+        self.n_jac, self.stalled = 0, False
         self._last, self._last_t = z, t0
+        self._best, self._best_at = np.inf, self.grad.n_grad
+        self._lowest = (np.inf, z, t0)
         try:
             if np.linalg.norm(self.grad(z)) <= threshold:
                 return z, t0, None, ""
@@ -259,6 +276,10 @@ class _Flow:
             return self._last, self._last_t, LimitStatus.DIVERGED, "non-finite gradient"
         except _Budget:
             return self._last, self._last_t, LimitStatus.MAX_TIME, f"{self.max_grad_evals} gradient evaluations used"
+        except _Stalled:
+            self.stalled = True
+            _, z, t = self._lowest
+            return z, t, None, ""
         z, t = sol.y[:, -1], sol.t[-1]
         if sol.status == -1:
             return z, t, LimitStatus.DIVERGED, sol.message
@@ -271,8 +292,16 @@ class _Flow:
     def _rhs(self, t, z):
         if self.grad.n_grad >= self.max_grad_evals:
             raise _Budget
+        g = self.grad(z)
+        norm = np.linalg.norm(g)
         self._last, self._last_t = z, t
-        return -self.grad(z)
+        if norm < self._lowest[0]:
+            self._lowest = (norm, z, t)  # where a stalled stage ends
+        if norm <= 0.5 * self._best:
+            self._best, self._best_at = norm, self.grad.n_grad
+        elif self.grad.n_grad - self._best_at > self.stall_evals:
+            raise _Stalled
+        return -g
 
     def _jac(self, t, z):
         self.n_jac += 1
@@ -295,6 +324,10 @@ class _Flow:
 
 class _Budget(Exception):
     """Raised inside the right-hand side when the gradient budget is spent."""
+
+
+class _Stalled(Exception):
+    """Raised inside the right-hand side when ``‖∇f‖`` has not halved for ``stall_evals`` evaluations."""
 
 
 def _finish(problem: Problem, z):

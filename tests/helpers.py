@@ -1,6 +1,8 @@
-"""Exact-derivative helpers shared by the tests."""
+"""Exact-derivative helpers and toy problems shared by the tests."""
 
 import numpy as np
+
+from flatref.problems import TrainingLoss
 
 #: Complex step: Im F(x + i·h·v)/h = DF(x)[v] + O(h²) with no subtractive cancellation,
 #: so h = 1e-30 gives the directional derivative to rounding (Squire & Trapp, 1998).
@@ -51,3 +53,47 @@ def assert_derivatives_exact(problem, x, v, w):
     assert_close(problem.third_contract(x, v, w), d_hess @ w, scale)
     assert_close(np.einsum("kij,i->kj", problem.third(x), v), d_hess, scale)
     assert_close(problem.grad_trace_hess(x) @ v, complex_step(problem.trace_hess, x, v), scale)
+
+
+# ------------------------------------------------------ non-polynomial toys
+class LogCosh:
+    """``ℓ(z, y) = log cosh(z − y)``: minimized at ``y`` with ``ℓ″ = 1``, and ``ℓ‴ ≠ 0`` elsewhere."""
+
+    def value(self, z, y):
+        return np.log(np.cosh(z - y))
+
+    def d1(self, z, y):
+        return np.tanh(z - y)
+
+    def d2(self, z, y):
+        return 1.0 / np.cosh(z - y) ** 2
+
+    def d3(self, z, y):
+        return -2.0 * np.tanh(z - y) / np.cosh(z - y) ** 2
+
+
+class SineModel(TrainingLoss):
+    """``p_i(x) = sin(a_iᵀx)``: every output derivative is non-zero."""
+
+    def __init__(self, A, y, loss=None):
+        super().__init__(A.shape[1], y, loss)
+        self.A = A
+
+    def _outputs(self, x, idx=slice(None)):
+        return np.sin(self.A[idx] @ x)
+
+    def _output_jacobian(self, x, idx=slice(None)):
+        return np.cos(self.A[idx] @ x)[:, None] * self.A[idx]
+
+    def _output_hessians(self, x, idx=slice(None)):
+        A = self.A[idx]
+        return -np.sin(A @ x)[:, None, None] * np.einsum("ia,ib->iab", A, A)
+
+    def _output_thirds(self, x, idx=slice(None)):
+        A = self.A[idx]
+        return -np.cos(A @ x)[:, None, None, None] * np.einsum("ia,ib,ic->iabc", A, A, A)
+
+
+def sine_model(seed, n=3, d=4, loss=None):
+    rng = np.random.default_rng(seed)
+    return SineModel(rng.standard_normal((n, d)), 0.5 * rng.standard_normal(n), loss)

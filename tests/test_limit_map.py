@@ -320,3 +320,16 @@ def test_large_problems_are_classified_without_dense_hessians():
     x = problem.random_minimum(rng) + 1e-2 * rng.standard_normal(problem.dim) / 40
     lp = limit_map(problem, x, finish=False)
     assert lp.status is LimitStatus.CONVERGED and lp.min_eigenvalue > -1e-6
+
+
+def test_an_unreachable_gtol_stalls_into_the_finish_instead_of_spending_the_budget():
+    # |grad f| cannot be integrated below about rtol·|x|·λ_max ≈ 1e-9 here; gtol = 1e-13 stalls.
+    problem = DiagonalLinearNetwork.random(3, 5, sparsity=1, rng=1)
+    x = problem.random_minimum(2) + 1e-3
+    lp = limit_map(problem, x, gtol=1e-13)
+    assert lp.success and lp.n_grad < 12_000
+    ref = limit_map(problem, x)
+    assert np.linalg.norm(lp.x - ref.x) <= 1e-9
+    lp = limit_map(problem, x, gtol=1e-13, finish=False, stall_evals=500)
+    assert lp.status is LimitStatus.CONVERGED and lp.grad_norm > 1e-13  # ended at the stall, classified by eigenvalues
+    assert "stalled" in lp.message and lp.n_grad < 5_000

@@ -9,50 +9,12 @@ rule, and two plain problems exercise the two directions between ``_third`` and
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_derivatives_exact, derivative_scale
+from helpers import LogCosh, SineModel, assert_close, assert_derivatives_exact, derivative_scale, sine_model
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flatref.problems import Problem, SquaredLoss, TrainingLoss
 from flatref.testing import check_derivatives
-
-
-class LogCosh:
-    """``ℓ(z, y) = log cosh(z − y)``: minimized at ``y`` with ``ℓ″ = 1``, and ``ℓ‴ ≠ 0`` elsewhere."""
-
-    def value(self, z, y):
-        return np.log(np.cosh(z - y))
-
-    def d1(self, z, y):
-        return np.tanh(z - y)
-
-    def d2(self, z, y):
-        return 1.0 / np.cosh(z - y) ** 2
-
-    def d3(self, z, y):
-        return -2.0 * np.tanh(z - y) / np.cosh(z - y) ** 2
-
-
-class SineModel(TrainingLoss):
-    """``p_i(x) = sin(a_iᵀx)``: every output derivative is non-zero."""
-
-    def __init__(self, A, y, loss=None):
-        super().__init__(A.shape[1], y, loss)
-        self.A = A
-
-    def _outputs(self, x, idx=slice(None)):
-        return np.sin(self.A[idx] @ x)
-
-    def _output_jacobian(self, x, idx=slice(None)):
-        return np.cos(self.A[idx] @ x)[:, None] * self.A[idx]
-
-    def _output_hessians(self, x, idx=slice(None)):
-        A = self.A[idx]
-        return -np.sin(A @ x)[:, None, None] * np.einsum("ia,ib->iab", A, A)
-
-    def _output_thirds(self, x, idx=slice(None)):
-        A = self.A[idx]
-        return -np.cos(A @ x)[:, None, None, None] * np.einsum("ia,ib,ic->iabc", A, A, A)
 
 
 class ExpSum(Problem):
@@ -100,11 +62,6 @@ class NoThird(Problem):
 
     def _hess(self, x):
         return 2 * np.eye(2)
-
-
-def sine_model(seed, n=3, d=4, loss=None):
-    rng = np.random.default_rng(seed)
-    return SineModel(rng.standard_normal((n, d)), 0.5 * rng.standard_normal(n), loss)
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([None, SquaredLoss(2.0), LogCosh()]))
