@@ -8,7 +8,9 @@ from . import problems, testing, theory
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, Trajectory, proj_out, run
 from .errors import ConvergenceError, FlatrefError
 from .flatness import (
+    FlatnessPath,
     FlatnessReport,
+    flatness_along,
     flatness_report,
     flattest_trace,
     grad_tr_bar,
@@ -64,6 +66,8 @@ __all__ = [
     "stationarity_metric",
     "metric_at_minimum",
     "flatness_report",
+    "flatness_along",
+    "FlatnessPath",
     "FlatnessReport",
     "flattest_trace",
     "Problem",

@@ -191,7 +191,7 @@ class SA(StepRule):
             if self.batch_size == 1:
                 u = problem._output_jacobian(z, batch)[0]
             else:
-                u = problem.sample_grad(z, batch)
+                u = problem._sample_grad(z, batch)
             norm = np.linalg.norm(u)
             if norm > 0:
                 return u / norm
@@ -202,7 +202,7 @@ class SA(StepRule):
             return Step(x - self.eta * g, False, 0.0)
         batch, sigma = noise
         u = self.direction(problem, x, batch, rng)
-        v = proj_out(g, problem.sample_grad(x + self.rho * sigma * u, batch))
+        v = proj_out(g, problem._sample_grad(x + self.rho * sigma * u, batch))
         return Step(x - self.eta * g - self.eta_prime * v, True, 2 * self.batch_size / problem.n_samples)
 
 
@@ -238,8 +238,8 @@ class SAM(StepRule):
             ascent, gradient, cost = g, problem._grad, 1.0
         else:
             (batch,) = noise
-            ascent = problem.sample_grad(x, batch)
-            gradient, cost = (lambda z: problem.sample_grad(z, batch)), 2 * self.batch_size / problem.n_samples
+            ascent = problem._sample_grad(x, batch)
+            gradient, cost = (lambda z: problem._sample_grad(z, batch)), 2 * self.batch_size / problem.n_samples
         norm = np.linalg.norm(ascent)
         if norm == 0:
             return Step(x - self.eta * ascent, False, cost)
@@ -269,7 +269,7 @@ class LabelNoiseSGD(StepRule):
     def step(self, problem, x, g, noise, rng):
         batch, xi = noise
         labels = problem.y[batch] + self.sigma * xi
-        return Step(x - self.eta * problem.sample_grad(x, batch, labels), True, self.batch_size / problem.n_samples)
+        return Step(x - self.eta * problem._sample_grad(x, batch, labels), True, self.batch_size / problem.n_samples)
 
 
 def _gate(eps0) -> float:
@@ -341,7 +341,8 @@ def run(
         x0: the starting point.
         steps: the number of steps ``T``.
         rng: ``None``, a seed or a ``numpy.random.Generator``; the same seed gives the same bits.
-        record_every: record every ``k``-th iterate (the first and last always).
+        record_every: record every ``k``-th iterate (the first and last always); each
+            record costs one evaluation of ``f``.
         progress: print progress to stderr about every tenth of the run.
         blowup: the run has diverged when ``‖x_t‖ > blowup · (1 + ‖x_0‖)`` or an iterate is not finite.
 

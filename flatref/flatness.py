@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import as_nonnegative, as_vector
-from .limit_map import LimitMapError, LimitPoint, limit_map, project_tangent
+from .limit_map import LimitMapError, LimitPoint, LimitStatus, limit_map, project_tangent
 from .problems import Problem
 
 
@@ -138,3 +138,66 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, **limit_o
         is_flat=grad_norm <= eps and metric <= eps_prime,
     )
 
+
+
+@dataclass(frozen=True)
+class FlatnessPath:
+    """Flatness at the limits of recorded iterates (see :func:`flatness_along`).
+
+    Attributes:
+        steps: the step index of each point.
+        tr_bar: ``tr̄(Φ(x_t))``.
+        trace: ``tr ∇²f(Φ(x_t))``.
+        trace_gap: ``trace`` minus the flattest trace the problem knows, or ``None``.
+        metric: ``‖∂Φ(Φ(x_t)) ∇tr̄(Φ(x_t))‖``.
+        status: the :class:`~flatref.limit_map.LimitStatus` of each flow. Values at a flow
+            that did not converge (e.g. a ``max_time`` stall on the slow approach to a
+            degenerate minimum) are those of the last point it reached.
+    """
+
+    steps: np.ndarray
+    tr_bar: np.ndarray
+    trace: np.ndarray
+    trace_gap: np.ndarray | None
+    metric: np.ndarray
+    status: tuple
+
+
+def flatness_along(problem: Problem, trajectory, **limit_options) -> FlatnessPath:
+    """``tr̄(Φ(x_t))``, the raw trace at ``Φ(x_t)`` and the metric along a run.
+
+    Args:
+        problem: the loss.
+        trajectory: a :class:`~flatref.algorithms.Trajectory` (its recorded iterates), or
+            an array of points, one per row.
+        **limit_options: passed to :func:`~flatref.limit_map.limit_map`.
+
+    Each ``Φ(x_t)`` is a flow from ``x_t`` itself; along these runs the iterates stay
+    near the minima set, so the flows are short. Matrix-free throughout: the metric
+    needs one SVD of the ``n × d`` output Jacobian (Setting 1), never a ``d³`` tensor.
+
+    Raises:
+        LimitMapError: if the flow from a recorded point diverges.
+    """
+    points = getattr(trajectory, "xs", trajectory)
+    steps = getattr(trajectory, "record_steps", None)
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] != problem.dim:
+        raise ValueError(f"trajectory must hold points of length {problem.dim} in rows, got shape {points.shape}")
+    limits, status = [], []
+    for x in points:
+        limit = limit_map(problem, x, **limit_options)
+        if limit.status is LimitStatus.DIVERGED:
+            raise LimitMapError(limit)
+        limits.append(limit.x)
+        status.append(limit.status)
+    trace = np.array([problem.trace_hess(x_star) for x_star in limits])
+    flattest = flattest_trace(problem)
+    return FlatnessPath(
+        steps=np.arange(len(points)) if steps is None else np.asarray(steps),
+        tr_bar=trace / problem.dim,
+        trace=trace,
+        trace_gap=None if flattest is None else trace - flattest,
+        metric=np.array([metric_at_minimum(problem, x_star) for x_star in limits]),
+        status=tuple(status),
+    )

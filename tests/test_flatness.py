@@ -119,3 +119,23 @@ def test_bad_tolerances_are_named():
         flatness_report(EX1, [1.0, 1.0], "small", 1.0)
     with pytest.raises(ValueError, match=r"x must have shape \(2,\)"):
         flatness_report(EX1, [1.0], 1.0, 1.0)
+
+
+def test_flatness_along_a_run_matches_pointwise_reports():
+    from flatref import SA, flatness_along, run
+
+    trajectory = run(EX1, SA(0.05, 0.05, 0.3), EX1.sharp_minimum(), steps=300, rng=0, record_every=100)
+    path = flatness_along(EX1, trajectory)
+    np.testing.assert_array_equal(path.steps, [0, 100, 200, 300])
+    assert path.status == ("converged",) * 4
+    for k, x in enumerate(trajectory.xs):
+        report = flatness_report(EX1, x, 1.0, 1.0)
+        assert path.tr_bar[k] == pytest.approx(report.tr_bar_star, rel=1e-12)
+        assert path.metric[k] == pytest.approx(report.metric, rel=1e-9, abs=1e-12)
+        assert path.trace_gap[k] == pytest.approx(report.trace_gap, rel=1e-9, abs=1e-12)
+    assert path.trace_gap[-1] < path.trace_gap[0]  # SA flattens
+    from_array = flatness_along(EX1, trajectory.xs)
+    np.testing.assert_array_equal(from_array.steps, np.arange(4))
+    np.testing.assert_array_equal(from_array.tr_bar, path.tr_bar)
+    with pytest.raises(ValueError, match="trajectory must hold points of length 2"):
+        flatness_along(EX1, np.ones((3, 5)))

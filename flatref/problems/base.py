@@ -259,10 +259,13 @@ class TrainingLoss(Problem):
             idx: sample indices (repeats count with multiplicity).
             labels: labels to use instead of ``y[idx]`` (e.g. noisy labels), shape ``(|B|,)``.
         """
-        x = self._point(x)
         idx = self._indices(idx)
-        y = self._y[idx] if labels is None else as_vector(labels, idx.size, "labels")
-        return self._output_jacobian(x, idx).T @ self.loss.d1(self._outputs(x, idx), y) / idx.size
+        labels = None if labels is None else as_vector(labels, idx.size, "labels")
+        return self._sample_grad(self._point(x), idx, labels)
+
+    def _sample_grad(self, x, idx, labels=None):
+        y = self._y[idx] if labels is None else labels
+        return self._output_jacobian(x, idx).T @ self.loss.d1(self._outputs(x, idx), y) / len(idx)
 
     def _indices(self, idx) -> np.ndarray:
         arr = np.atleast_1d(np.asarray(idx))
