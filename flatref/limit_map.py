@@ -439,6 +439,7 @@ def limit_jacobian(
     atol: float = 1e-12,
     method: str = "DOP853",
     max_time: float = 1e8,
+    max_evals: int = 50_000,
 ) -> np.ndarray:
     """``∂Φ(x)`` (or the product ``∂Φ(x) v``) from the variational equation along the flow.
 
@@ -451,6 +452,8 @@ def limit_jacobian(
     Raises:
         LimitMapError: if the flow does not converge to a minimum (checked first with
             :func:`limit_map`: towards a saddle ``W`` grows without bound).
+        ConvergenceError: if ``W`` has not settled after ``max_evals`` right-hand sides
+            (near a degenerate minimum, where some normal rates are almost zero).
     """
     x0 = as_vector(x, problem.dim)
     W0 = np.eye(problem.dim) if v is None else as_array(v, "v")
@@ -459,16 +462,20 @@ def limit_jacobian(
     gtol, rtol, atol, max_time = (
         as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
     )
+    max_evals = as_int(max_evals, "max_evals", minimum=1)
     limit = limit_map(problem, x0, method=method, max_time=max_time)
     if not limit.success:
         raise LimitMapError(limit)
     d, shape = problem.dim, W0.shape
-    cache = {}
+    cache, evals = {}, [0]
 
     def derivatives(state):
         """``(∇f(x), ∇²f(x) W)`` for ``state = (x, W)``, remembered for the event at the same state."""
         key = state.tobytes()
         if key not in cache:
+            evals[0] += 1
+            if evals[0] > max_evals:
+                raise ConvergenceError(f"the variational equation did not settle within {max_evals} evaluations")
             z, W = state[:d], state[d:].reshape(d, -1)
             cache.clear()
             cache[key] = (problem._grad(z), problem._hess_vec(z, W))

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 
 from flatref import (
+    ConvergenceError,
     LimitMapError,
     LimitStatus,
     limit_jacobian,
@@ -147,8 +148,14 @@ def test_lemma6_the_limit_jacobian_annihilates_the_gradient(make, data):
     x = data.draw(points_near_minima(problem, max_distance=0.05))
     g = problem.grad(x)
     assume(np.linalg.norm(g) > 1e-6)
+    try:
+        product = limit_jacobian(problem, x, g)
+    except ConvergenceError:
+        # About 1 start in 100 flows to a nearly degenerate minimum (some w_k ≈ 0), where the
+        # variational equation settles too slowly for its budget; ∂Φ is not computed there.
+        reject()
     # ∂Φ(x)∇f(x) = d/dt Φ(x(t)) = 0: the flow does not move its own limit.
-    np.testing.assert_allclose(limit_jacobian(problem, x, g), 0.0, atol=1e-7 * np.linalg.norm(g))
+    np.testing.assert_allclose(product, 0.0, atol=1e-7 * np.linalg.norm(g))
 
 
 @pytest.mark.parametrize("make", [m for _, m in SMALL], ids=[n for n, _ in SMALL])
@@ -333,3 +340,8 @@ def test_an_unreachable_gtol_stalls_into_the_finish_instead_of_spending_the_budg
     lp = limit_map(problem, x, gtol=1e-13, finish=False, stall_evals=500)
     assert lp.status is LimitStatus.CONVERGED and lp.grad_norm > 1e-13  # ended at the stall, classified by eigenvalues
     assert "stalled" in lp.message and lp.n_grad < 5_000
+
+
+def test_limit_jacobian_has_an_evaluation_budget():
+    with pytest.raises(ConvergenceError, match="did not settle within 5 evaluations"):
+        limit_jacobian(EX1, [2.0, 0.1], max_evals=5)
