@@ -380,7 +380,7 @@ def run(
         if (t + 1) % record_every == 0 or t + 1 == steps:
             record(t + 1, x, g)
         if progress and (t + 1) % max(1, steps // 10) == 0:
-            print(f"{type(method).__name__}: step {t + 1}/{steps}, f = {record.f[-1]:.3e}", file=sys.stderr)
+            print(f"{type(method).__name__}: step {t + 1}/{steps}, f = {problem._f(x):.3e}", file=sys.stderr)
     taken = t + 1 if status == "completed" else t
     if record.steps[-1] != taken:
         record(taken, x, g)

@@ -16,3 +16,4 @@ def test_readme_snippets_run(capsys):
     assert "True" in out  # the sparse-recovery snippet prints np.allclose(...) == True
     assert "derivative check of Example1(): passed" in out
     assert "saddle" in out and "FlatnessReport(is_flat=False, status=converged" in out
+    assert "completed [1. 1.]" in out
