@@ -73,7 +73,8 @@ def main(argv=None):
                 t, lp = seconds(lambda: limit_map(problem, x0, **options))
                 err = np.linalg.norm(lp.x - ref)
                 print(
-                    f"{problem!r:<48}{dist:>7.0e}  {name:<32}{lp.n_grad:>7}{t:>10.4f}{t / t_grad:>9.0f}{err:>10.1e}  {lp.status}"
+                    f"{problem!r:<48}{dist:>7.0e}  {name:<32}{lp.n_grad:>7}{t:>10.4f}"
+                    f"{t / t_grad:>9.0f}{err:>10.1e}  {lp.status}"
                 )
 
 

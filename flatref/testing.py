@@ -113,9 +113,8 @@ def _taylor_slopes(problem, x, v, f0, g, H, hs):
     # at minima, where the computed gradient is rounding error, not zero.
     floor = max(abs(problem.f(x + 1e-12 * v) - f0 - 1e-12 * coeffs[0]), _EPS * abs(f0), _EPS**2)
     reach = 1.0 + np.linalg.norm(x)
-    coeff_noise = _EPS * np.array(
-        [abs(coeffs[0]) + np.linalg.norm(Hv) * reach, abs(coeffs[1]) + np.linalg.norm(Tvv) * reach, np.linalg.norm(Tvv) * reach]
-    )
+    Hv_size, Tvv_size = np.linalg.norm(Hv) * reach, np.linalg.norm(Tvv) * reach
+    coeff_noise = _EPS * np.array([abs(coeffs[0]) + Hv_size, abs(coeffs[1]) + Tvv_size, Tvv_size])
     noise = floor + _EPS * (np.abs(f_h) + abs(f0) + np.abs(terms).sum(axis=1))
     noise = noise[:, None] + np.cumsum(coeff_noise * powers, axis=1)
     return [_fit_slope(hs, remainders[:, k], noise[:, k]) for k in range(3)]
@@ -235,7 +234,10 @@ def points(problem: Problem, scale: float = 2.0):
 
 
 def points_near_minima(problem: Problem, max_distance: float = 1e-2):
-    """Hypothesis strategy: ``x* + t·e`` with ``x* = problem.random_minimum(seed)``, ``e`` a unit vector, ``0 ≤ t ≤ max_distance``."""
+    """Hypothesis strategy: ``x* + t·e`` near the minima set.
+
+    ``x* = problem.random_minimum(seed)``, ``e`` is a random unit vector and ``0 ≤ t ≤ max_distance``.
+    """
     from hypothesis import strategies as st
 
     def build(seed, t):

@@ -99,7 +99,10 @@ def rs_schedule(
 
 
 def table1_iterations(eps: float, delta: float, dim: int) -> dict[str, float]:
-    """Table 1's iteration bounds without constants: RS ``ε⁻³δ⁻⁴`` (Theorem 1), SA ``d⁻¹ε⁻²(1 ∨ 1/(d³ε))δ⁻⁴`` (Theorem 2)."""
+    """Table 1's iteration bounds without constants.
+
+    RS: ``ε⁻³δ⁻⁴`` (Theorem 1); SA: ``d⁻¹ε⁻²(1 ∨ 1/(d³ε))δ⁻⁴`` (Theorem 2).
+    """
     eps, delta = as_positive(eps, "eps"), as_positive(delta, "delta")
     d = as_int(dim, "dim", minimum=1)
     return {

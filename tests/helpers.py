@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from flatref.problems import TrainingLoss
+from flatref.problems import Problem, TrainingLoss
 
 #: Complex step: Im F(x + i·h·v)/h = DF(x)[v] + O(h²) with no subtractive cancellation,
 #: so h = 1e-30 gives the directional derivative to rounding (Squire & Trapp, 1998).
@@ -97,3 +97,19 @@ class SineModel(TrainingLoss):
 def sine_model(seed, n=3, d=4, loss=None):
     rng = np.random.default_rng(seed)
     return SineModel(rng.standard_normal((n, d)), 0.5 * rng.standard_normal(n), loss)
+
+
+class PlainQuadratic(Problem):
+    """``f(x) = ‖x‖²``: a plain Problem (not Setting 1) with no third-derivative method."""
+
+    def __init__(self, dim=2):
+        super().__init__(dim)
+
+    def _f(self, x):
+        return x @ x
+
+    def _grad(self, x):
+        return 2 * x
+
+    def _hess(self, x):
+        return 2 * np.eye(self.dim)

@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from helpers import PlainQuadratic
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flatref import GD, RS, SA, SAM, LabelNoiseSGD, proj_out, run
-from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, Problem
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression
 
 EX1 = Example1()
 DLN = DiagonalLinearNetwork.random(6, 10, sparsity=2, rng=0)
@@ -162,21 +163,8 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="batch_size must be between"):
         run(EX1, SAM(0.1, 0.1, batch_size=2), [1.0, 1.0], steps=1)
 
-    class Plain(Problem):
-        def __init__(self):
-            super().__init__(1)
-
-        def _f(self, x):
-            return x @ x
-
-        def _grad(self, x):
-            return 2 * x
-
-        def _hess(self, x):
-            return 2 * np.eye(1)
-
     with pytest.raises(TypeError, match="SA needs a TrainingLoss"):
-        run(Plain(), SA(0.1, 0.1, 0.1), [1.0], steps=1)
+        run(PlainQuadratic(1), SA(0.1, 0.1, 0.1), [1.0], steps=1)
     with pytest.raises(ValueError, match=r"x0 must have shape \(2,\)"):
         run(EX1, GD(0.1), [1.0], steps=1)
     with pytest.raises(ValueError, match="steps must be >= 1"):

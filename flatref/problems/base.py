@@ -69,7 +69,10 @@ class Problem(abc.ABC):
         return self._hess(self._point(x))
 
     def hess_vec(self, x, v) -> np.ndarray:
-        """The Hessian-vector product ``∇²f(x) v`` for ``v`` of shape ``(d,)`` or ``(d, k)``, matrix-free where the family allows."""
+        """The Hessian-vector product ``∇²f(x) v`` for ``v`` of shape ``(d,)`` or ``(d, k)``.
+
+        Matrix-free in every family: no ``d × d`` Hessian is formed.
+        """
         x = self._point(x)
         v = as_array(v, "v", allow_complex=True)
         if v.shape[:1] != (self.dim,) or v.ndim > 2:

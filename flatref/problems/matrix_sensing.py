@@ -81,7 +81,10 @@ class MatrixSensing(TrainingLoss):
 
     @classmethod
     def random(cls, n: int, r: int, true_rank: int, n_measurements: int, rng=0) -> "MatrixSensing":
-        """``A_i = (G_i + G_iᵀ)/2`` with Gaussian ``G_i``, ``M* = U*U*ᵀ``, ``U* ∈ R^{n×true_rank}`` with entries ``N(0, 1/n)``."""
+        """``A_i = (G_i + G_iᵀ)/2`` with Gaussian ``G_i``, and ``M* = U*U*ᵀ``.
+
+        ``U* ∈ R^{n×true_rank}`` has entries ``N(0, 1/n)``, so ``‖M*‖`` is of order one.
+        """
         n = as_int(n, "n", minimum=1)
         r = as_int(r, "r", minimum=1)
         true_rank = as_int(true_rank, "true_rank", minimum=1)
@@ -215,7 +218,8 @@ class MatrixSensing(TrainingLoss):
         every minimum is equally flat (``tr∇²f = ⟨K, M*⟩ + const``).
 
         Raises:
-            ValueError: if ``r = k``, or if the projection lands on ``UUᵀ = M*`` (no sharper interpolant near the start).
+            ValueError: if ``r = k``, or if the projection lands on ``UUᵀ = M*`` (no sharper
+                interpolant near the start).
         """
         scale = as_positive(scale, "scale")
         U0 = self._truth_factor()

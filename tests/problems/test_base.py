@@ -9,7 +9,15 @@ rule, and two plain problems exercise the two directions between ``_third`` and
 
 import numpy as np
 import pytest
-from helpers import LogCosh, SineModel, assert_close, assert_derivatives_exact, derivative_scale, sine_model
+from helpers import (
+    LogCosh,
+    PlainQuadratic,
+    SineModel,
+    assert_close,
+    assert_derivatives_exact,
+    derivative_scale,
+    sine_model,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,20 +58,6 @@ class ExpSumContract(ExpSum):
         return self.b**3 * np.exp(self.b * x) * u * v + np.sum(u) * np.sum(v)
 
 
-class NoThird(Problem):
-    def __init__(self):
-        super().__init__(2)
-
-    def _f(self, x):
-        return x @ x
-
-    def _grad(self, x):
-        return 2 * x
-
-    def _hess(self, x):
-        return 2 * np.eye(2)
-
-
 @given(st.integers(0, 2**32 - 1), st.sampled_from([None, SquaredLoss(2.0), LogCosh()]))
 def test_chain_rule_is_exact_for_non_polynomial_models_and_losses(seed, loss):
     problem = sine_model(seed, loss=loss)
@@ -88,9 +82,9 @@ def test_user_problems_pass_the_derivative_checker():
 
 def test_a_problem_without_third_derivatives_says_so():
     with pytest.raises(NotImplementedError, match="_third or _third_contract"):
-        NoThird().third([1.0, 2.0])
+        PlainQuadratic().third([1.0, 2.0])
     with pytest.raises(NotImplementedError, match="_third or _third_contract"):
-        NoThird().grad_trace_hess([1.0, 2.0])
+        PlainQuadratic().grad_trace_hess([1.0, 2.0])
 
 
 def test_non_quadratic_outputs_need_output_thirds():
@@ -112,8 +106,8 @@ def test_known_facts_default_to_a_clear_not_implemented_error():
         ("exact_limit", ([1.0, 2.0],)),
         ("exact_limit_jacobian", ([1.0, 2.0],)),
     ]:
-        with pytest.raises(NotImplementedError, match=f"NoThird does not provide {method}"):
-            getattr(NoThird(), method)(*args)
+        with pytest.raises(NotImplementedError, match=f"PlainQuadratic does not provide {method}"):
+            getattr(PlainQuadratic(), method)(*args)
 
 
 def test_squared_loss_derivatives():
