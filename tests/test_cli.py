@@ -8,8 +8,9 @@ import pytest
 from flatref.__main__ import main
 
 
-def test_demo_escapes_with_rs_and_sa_but_not_gd(capsys):
-    assert main(["demo"]) == 0
+def test_demo_escapes_with_rs_and_sa_but_not_gd(capsys, tmp_path):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "example1.png").stat().st_size > 10_000
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("Example 1", "diagonal"))]
     assert len(rows) == 6
     verdict = {(row[:26].strip(), row[26:34].strip()): row.split()[-4] for row in rows}  # "yes (ε = 0.02)"
@@ -33,3 +34,25 @@ def test_unknown_commands_exit_with_code_2():
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "flatref", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo" in done.stdout and "check" in done.stdout
+
+
+def test_example1_figure_data_say_what_the_figure_shows(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from flatref.plots import example1_figure
+
+    png = example1_figure(tmp_path, steps=600)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "example1.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    last = {}
+    for row in rows:
+        last[row["method"]] = float(row["tr_bar_limit"])
+    assert set(last) == {"GD", "RS", "SA", "SAM", "LabelNoiseSGD"}
+    assert last["GD"] > 9.0  # GD stays at the sharp minimum: tr̄ = 9 + 1/9
+    assert abs(last["SA"] - 2.0) < 1e-6 and last["SA"] < last["GD"]  # SA reaches the flat minimum
+    assert np.isclose(float(rows[0]["x1"]), 3.0)
+    png2 = example1_figure(tmp_path / "again", steps=600)
+    assert png2.read_bytes() == png.read_bytes()  # byte-stable

@@ -1,0 +1,121 @@
+"""Figures (matplotlib, Agg backend). Each figure function writes a PNG and a CSV of its data.
+
+PNGs are written without version metadata, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, run
+from .flatness import flatness_along
+from .limit_map import limit_map
+from .problems import Example1
+
+#: One colour per method, used by every figure.
+COLORS = {"GD": "#444444", "RS": "#1f77b4", "SA": "#d62728", "SAM": "#2ca02c", "LabelNoiseSGD": "#9467bd"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+
+
+#: The runs start just off the sharp minimum (3, 1/3): there ∇f = 0 exactly, which
+#: leaves SAM without an ascent direction (and GD without a move either way).
+EXAMPLE1_START = (3.0, 0.34)
+
+
+def example1_runs(steps: int = 3000, record_every: int = 10, rng: int = 0):
+    """GD, RS, SA, SAM and label-noise SGD from next to Example 1's sharp minimum, ``(3, 0.34)``.
+
+    Step size ``η = 0.05 < 1/λ_max(∇²f(3, 1/3)) = 1/18.2`` for all; RS and SA use
+    ``η′ = 0.05``, ``ρ = 0.3``; SAM ``ρ = 0.3``; label noise ``σ = 0.5``.
+    """
+    problem = Example1()
+    methods = {
+        "GD": GD(0.05),
+        "RS": RS(0.05, 0.05, 0.3),
+        "SA": SA(0.05, 0.05, 0.3),
+        "SAM": SAM(0.05, 0.3),
+        "LabelNoiseSGD": LabelNoiseSGD(0.05, 0.5),
+    }
+    start = np.array(EXAMPLE1_START)
+    runs = {name: run(problem, m, start, steps=steps, rng=rng, record_every=record_every)
+            for name, m in methods.items()}  # fmt: skip
+    return problem, runs
+
+
+def example1_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
+    """Example 1: the landscape with the runs, ``tr̄`` along the minima set, and ``tr̄(Φ(x_t))`` per step.
+
+    Writes ``example1.png`` and ``example1.csv`` (method, step, x1, x2, tr̄(Φ(x_t))) into ``out_dir``.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    problem, runs = example1_runs(steps=steps, rng=rng)
+    paths = {name: flatness_along(problem, t) for name, t in runs.items()}
+    limits = {name: limit_map(problem, t.x_last).x for name, t in runs.items()}
+
+    fig, (ax_land, ax_hyp, ax_tr) = plt.subplots(1, 3, figsize=(15, 4.8), constrained_layout=True)
+    # (a) the landscape: log10 f, the hyperbola of minima, the runs.
+    grid = np.linspace(-0.3, 3.6, 300)
+    X1, X2 = np.meshgrid(grid, grid)
+    F = (X1 * X2 - 1.0) ** 2
+    levels = ax_land.contourf(X1, X2, np.log10(F + 1e-3), levels=20, cmap="Greys")
+    fig.colorbar(levels, ax=ax_land, label=r"$\log_{10}(f + 10^{-3})$")
+    t = np.linspace(1 / 3.6, 3.6, 400)
+    ax_land.plot(t, 1 / t, color="black", lw=1.2, ls="--", label=r"minima $x_1x_2 = 1$")
+    for name, traj in runs.items():
+        ax_land.plot(traj.xs[:, 0], traj.xs[:, 1], color=COLORS[name], lw=1.0, alpha=0.9, label=name)
+        ax_land.plot(*traj.x_last, "o", color=COLORS[name], ms=4)
+    ax_land.plot(3, 1 / 3, "s", color="black", ms=7, label="sharp minimum (3, 1/3)")
+    ax_land.plot(1, 1, "*", color="gold", mec="black", ms=14, label="flat minimum (1, 1)")
+    ax_land.set(xlim=(-0.3, 3.6), ylim=(-0.3, 3.6), xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    ax_land.set_title(r"(a) $f(x) = (x_1x_2 - 1)^2$ and the runs")
+    ax_land.legend(loc="upper right", fontsize=7)
+
+    # (b) tr̄ along the hyperbola, with the limits of the last iterates.
+    ax_hyp.plot(t, t**2 + 1 / t**2, color="black", lw=1.2)
+    ax_hyp.plot(1, 2, "*", color="gold", mec="black", ms=9, label="flat minimum", zorder=3)
+    for k, (name, x_star) in enumerate(limits.items()):
+        size = 26 - 4 * k  # hollow rings of decreasing size keep coinciding limits visible
+        ax_hyp.plot(x_star[0], paths[name].tr_bar[-1], "o", mfc="none", mec=COLORS[name], mew=2, ms=size,
+                    label=f"{name}: Φ(last iterate)", zorder=4)  # fmt: skip
+    ax_hyp.set(xlim=(0.25, 3.6), ylim=(1.5, 16), yscale="log", xlabel=r"$x_1$ on the minima set $(x_1, 1/x_1)$",
+               ylabel=r"$\overline{\mathrm{tr}}(x) = x_1^2 + x_1^{-2}$")  # fmt: skip
+    ax_hyp.set_yticks([2, 4, 8, 16], ["2", "4", "8", "16"])
+    ax_hyp.minorticks_off()
+    ax_hyp.set_title(r"(b) $\overline{\mathrm{tr}}$ along the minima set")
+    ax_hyp.legend(fontsize=7, loc="upper center", markerscale=0.4)
+
+    # (c) tr̄(Φ(x_t)) against the step.
+    for name, path in paths.items():
+        ax_tr.plot(path.steps, path.tr_bar, color=COLORS[name], label=name)
+    ax_tr.axhline(2.0, color="black", ls=":", lw=1, label=r"flattest: $\overline{\mathrm{tr}} = 2$")
+    ax_tr.set(xlabel="step $t$", ylabel=r"$\overline{\mathrm{tr}}(\Phi(x_t))$")
+    ax_tr.set_title(r"(c) flatness of the limit along each run")
+    ax_tr.legend(fontsize=7)
+
+    png = out_dir / "example1.png"
+    _save(fig, png)
+    plt.close(fig)
+    with open(out_dir / "example1.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "step", "x1", "x2", "tr_bar_limit"])
+        for name, traj in runs.items():
+            for step, x, tr in zip(paths[name].steps, traj.xs, paths[name].tr_bar):
+                writer.writerow([name, int(step), f"{x[0]:.12g}", f"{x[1]:.12g}", f"{tr:.12g}"])
+    return png
