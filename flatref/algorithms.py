@@ -368,7 +368,8 @@ def run(
     for t in range(steps):
         if t % _BLOCK == 0:
             block = method.draw(problem, rng, min(_BLOCK, steps - t))
-        s = method.step(problem, x, g, tuple(a[t % _BLOCK] for a in block), fallback_rng)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence below
+            s = method.step(problem, x, g, tuple(a[t % _BLOCK] for a in block), fallback_rng)
         if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= max_norm):
             status, message = "diverged", f"iterate {t + 1} is not finite or exceeds |x| = {max_norm:.3g}"
             break

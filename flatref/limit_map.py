@@ -126,7 +126,8 @@ class _GradientCache:
     def __call__(self, x):
         key = x.tobytes()
         if key != self._key:
-            value = self.problem._grad(x)  # x comes from the integrator: already a float vector of length d
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence below
+                value = self.problem._grad(x)  # x comes from the integrator: already a float vector of length d
             self.n_grad += 1
             if not np.all(np.isfinite(value)):
                 raise _Blowup

@@ -170,3 +170,13 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="steps must be >= 1"):
         run(EX1, GD(0.1), [1.0, 1.0], steps=0)
     assert RS(0.1, 0.1, 0.0, eps0=math.inf).eps0 == math.inf  # ρ = 0 and ε0 = ∞ are allowed
+
+
+def test_overflow_inside_a_step_is_reported_as_divergence_not_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning would fail here
+        # ρ = 1e110: the gradient at x + ρu is cubic in ρ and overflows inside the step.
+        t = run(DLN, RS(0.1, 0.1, 1e110), DLN.random_minimum(0), steps=5)
+    assert t.status == "diverged" and t.steps == 0 and "not finite" in t.message
