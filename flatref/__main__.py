@@ -1,4 +1,4 @@
-"""The command line: ``python -m flatref demo`` and ``python -m flatref check``."""
+"""The command line: ``python -m flatref demo``, ``figures [--out DIR] [--quick]`` and ``check``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .algorithms import GD, RS, SA, run
 from .flatness import flatness_report
-from .plots import example1_figure
+from .plots import all_figures, example1_figure
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from .testing import check_derivatives
 
@@ -62,6 +62,13 @@ def demo(args) -> int:
     return 0
 
 
+def figures(args) -> int:
+    """Draw every figure (PNG and CSV) into a folder."""
+    for path in all_figures(args.out, quick=args.quick):
+        print(f"wrote {path}")
+    return 0
+
+
 def check_problems():
     """One small instance of every family, with a non-trivial point for each."""
     return [
@@ -87,12 +94,14 @@ def check(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="flatref", description="flatref: flat minima, exactly.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, fun in (("demo", demo), ("check", check)):
+    for name, fun in (("demo", demo), ("figures", figures), ("check", check)):
         doc = fun.__doc__.splitlines()[0]
         command = commands.add_parser(name, help=doc, description=doc)
         command.set_defaults(run=fun)
-        if name == "demo":
-            command.add_argument("--out", default="figures", help="folder for the Example 1 figure (default: figures)")
+        if name in ("demo", "figures"):
+            command.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+        if name == "figures":
+            command.add_argument("--quick", action="store_true", help="a fifth of the steps, for a quick look")
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -56,3 +56,16 @@ def test_example1_figure_data_say_what_the_figure_shows(tmp_path):
     assert np.isclose(float(rows[0]["x1"]), 3.0)
     png2 = example1_figure(tmp_path / "again", steps=600)
     assert png2.read_bytes() == png.read_bytes()  # byte-stable
+
+
+def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
+    import csv
+
+    assert main(["figures", "--quick", "--out", str(tmp_path)]) == 0
+    for name in ("example1", "network"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        assert (tmp_path / f"{name}.csv").stat().st_size > 100
+    with open(tmp_path / "network.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    last = {row["method"]: float(row["trace_gap"]) for row in rows}
+    assert last["SA"] < 0.5 * last["GD"] and last["SAM (b=1)"] < last["SAM"]  # what panel (a) shows
