@@ -62,10 +62,13 @@ def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
     import csv
 
     assert main(["figures", "--quick", "--out", str(tmp_path)]) == 0
-    for name in ("example1", "network"):
+    for name in ("example1", "network", "batch"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / f"{name}.csv").stat().st_size > 100
     with open(tmp_path / "network.csv") as handle:
         rows = list(csv.DictReader(handle))
     last = {row["method"]: float(row["trace_gap"]) for row in rows}
     assert last["SA"] < 0.5 * last["GD"] and last["SAM (b=1)"] < last["SAM"]  # what panel (a) shows
+    with open(tmp_path / "batch.csv") as handle:
+        gap = {row["run"]: float(row["trace_gap"]) for row in csv.DictReader(handle)}
+    assert gap["SA, b = 1"] < gap["SA, b = 4"] < gap["SA, b = 16"] < gap["SA, full batch"] < gap["RS"]
