@@ -1,4 +1,4 @@
-"""The command line: ``python -m flatref demo``, ``figures [--out DIR] [--quick]`` and ``check``."""
+"""The command line: ``python -m flatref demo``, ``figures``, ``run`` and ``check`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from .algorithms import GD, RS, SA, run
+from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, run
 from .flatness import flatness_report
-from .plots import all_figures, example1_figure
+from .plots import all_figures, example1_figure, run_figure
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from .testing import check_derivatives
 
@@ -69,6 +69,54 @@ def figures(args) -> int:
     return 0
 
 
+PROBLEMS = {
+    "example1": lambda seed: Example1(),
+    "regression": lambda seed: LinearRegression.random(10, 30, rng=seed),
+    "network": lambda seed: DiagonalLinearNetwork.random(10, 20, sparsity=2, rng=seed),
+    "sensing": lambda seed: MatrixSensing.random(10, 4, 1, 10, rng=seed),
+}
+
+
+def make_method(args, eta):
+    """The step rule named by ``args.method`` with the parameters given on the command line."""
+    batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    return {
+        "gd": lambda: GD(eta),
+        "rs": lambda: RS(eta, args.eta_prime, args.rho, args.eps0),
+        "sa": lambda: SA(eta, args.eta_prime, args.rho, args.eps0, **batch),
+        "sam": lambda: SAM(eta, args.rho, **batch),
+        "labelnoise": lambda: LabelNoiseSGD(eta, args.sigma, **batch),
+    }[args.method]()
+
+
+def run_one(args) -> int:
+    """Run one method on one problem from its sharp minimum and summarize how flat it ends."""
+    problem = PROBLEMS[args.problem](args.seed)
+    try:
+        x0 = problem.sharp_minimum()
+    except NotImplementedError:  # every minimum of linear regression is equally flat
+        x0 = problem.random_minimum(args.seed)
+    eta = args.eta if args.eta is not None else 1.0 / np.linalg.eigvalsh(problem.hess(x0))[-1]
+    try:
+        method = make_method(args, eta)
+        trajectory = run(problem, method, x0, steps=args.steps, rng=args.seed, record_every=max(1, args.steps // 50))
+    except (TypeError, ValueError) as err:
+        print(f"flatref run: error: {err}", file=sys.stderr)
+        return 2
+    start, end = (flatness_report(problem, x, args.eps, args.eps**0.5) for x in (x0, trajectory.x_last))
+    print(f"{problem!r}, {method!r}")
+    print(f"{trajectory.status} after {trajectory.steps} steps ({trajectory.grad_evals:.0f} gradient evaluations)")
+    f, g = trajectory.f, trajectory.grad_norm
+    print(f"f: {f[0]:.3e} → {f[-1]:.3e};  |∇f|: {g[0]:.2e} → {g[-1]:.2e}")
+    if end.limit.success:
+        gap = "" if end.trace_gap is None else f";  trace gap {start.trace_gap:.3g} → {end.trace_gap:.3g}"
+        print(f"tr̄(Φ): {start.tr_bar_star:.4g} → {end.tr_bar_star:.4g}{gap};  metric {end.metric:.2e}")
+    print(f"({args.eps:g}, {args.eps**0.5:.3g})-flat: {'yes' if end.is_flat else 'no'} ({end.limit.status})")
+    if args.plot:
+        print(f"wrote {run_figure(problem, trajectory, args.plot)}")
+    return 0
+
+
 def check_problems():
     """One small instance of every family, with a non-trivial point for each."""
     return [
@@ -91,10 +139,25 @@ def check(args) -> int:
     return 0 if ok else 1
 
 
+def add_run_arguments(command):
+    command.add_argument("--problem", required=True, choices=sorted(PROBLEMS), help="the test problem")
+    command.add_argument("--method", required=True, choices=["gd", "rs", "sa", "sam", "labelnoise"])
+    command.add_argument("--steps", type=int, default=2000, help="number of steps (default 2000)")
+    command.add_argument("--eta", type=float, help="step size η (default 1/λ_max at the start)")
+    command.add_argument("--eta-prime", type=float, default=0.05, help="perturbation step η′ (default 0.05)")
+    command.add_argument("--rho", type=float, default=0.1, help="radius ρ (default 0.1)")
+    command.add_argument("--eps0", type=float, default=float("inf"), help="gate ε0 (default ∞: always perturb)")
+    command.add_argument("--batch-size", type=int, help="batch size for SA, SAM, label noise")
+    command.add_argument("--sigma", type=float, default=0.1, help="label noise σ (default 0.1)")
+    command.add_argument("--eps", type=float, default=0.02, help="ε of the (ε, √ε)-flat test (default 0.02)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--plot", metavar="PNG", help="also draw f and tr̄(Φ) along the run into this file")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="flatref", description="flatref: flat minima, exactly.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, fun in (("demo", demo), ("figures", figures), ("check", check)):
+    for name, fun in (("demo", demo), ("figures", figures), ("run", run_one), ("check", check)):
         doc = fun.__doc__.splitlines()[0]
         command = commands.add_parser(name, help=doc, description=doc)
         command.set_defaults(run=fun)
@@ -102,6 +165,8 @@ def main(argv=None) -> int:
             command.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
         if name == "figures":
             command.add_argument("--quick", action="store_true", help="a fifth of the steps, for a quick look")
+        if name == "run":
+            add_run_arguments(command)
     args = parser.parse_args(argv)
     return args.run(args)
 

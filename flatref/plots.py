@@ -245,6 +245,21 @@ def batch_figure(out_dir, *, steps: int = 2000, rng: int = 0) -> Path:
     return png
 
 
+def run_figure(problem, trajectory, path) -> Path:
+    """``f(x_t)`` and ``tr̄(Φ(x_t))`` along one run, into the PNG ``path``."""
+    plt = _pyplot()
+    path = Path(path)
+    flat = flatness_along(problem, trajectory)
+    fig, (ax_f, ax_tr) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    ax_f.plot(trajectory.record_steps, np.maximum(trajectory.f, 1e-300), color="black")
+    ax_f.set(yscale="log", xlabel="step $t$", ylabel="$f(x_t)$", title=f"{problem!r}")
+    ax_tr.plot(flat.steps, flat.tr_bar, color=COLORS.get(type(trajectory.method).__name__, "black"))
+    ax_tr.set(xlabel="step $t$", ylabel=r"$\overline{\mathrm{tr}}(\Phi(x_t))$", title=type(trajectory.method).__name__)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def all_figures(out_dir, *, quick: bool = False) -> list[Path]:
     """Every figure, into ``out_dir``; ``quick`` runs a fifth of the steps."""
     scale = 5 if quick else 1

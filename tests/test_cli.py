@@ -72,3 +72,28 @@ def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
     with open(tmp_path / "batch.csv") as handle:
         gap = {row["run"]: float(row["trace_gap"]) for row in csv.DictReader(handle)}
     assert gap["SA, b = 1"] < gap["SA, b = 4"] < gap["SA, b = 16"] < gap["SA, full batch"] < gap["RS"]
+
+
+def test_run_summarizes_one_run_and_plots(capsys, tmp_path):
+    assert main(["run", "--problem", "example1", "--method", "sa", "--steps", "3000", "--eta", "0.05",
+                 "--rho", "0.3", "--plot", str(tmp_path / "run.png")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "completed after 3000 steps" in out and "tr̄(Φ): 9.111 → 2" in out
+    assert (tmp_path / "run.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--problem", "nope", "--method", "sa"], "invalid choice: 'nope'"),
+        (["run", "--problem", "network", "--method", "sa", "--rho", "-1"], "rho must be non-negative"),
+        (["run", "--problem", "example1", "--method", "sa", "--batch-size", "3"], "batch_size must be between 1"),
+        (["run", "--problem", "network", "--method", "rs", "--steps", "0"], "steps must be >= 1"),
+    ],
+)
+def test_run_rejects_bad_values_with_one_line_and_exit_code_2(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    assert code == 2 and message in capsys.readouterr().err
