@@ -153,6 +153,7 @@ class FlatnessPath:
         status: the :class:`~flatref.limit_map.LimitStatus` of each flow. Values at a flow
             that did not converge (e.g. a ``max_time`` stall on the slow approach to a
             degenerate minimum) are those of the last point it reached.
+        x_star: the limits ``Φ(x_t)``, one per row.
     """
 
     steps: np.ndarray
@@ -161,6 +162,7 @@ class FlatnessPath:
     trace_gap: np.ndarray | None
     metric: np.ndarray
     status: tuple
+    x_star: np.ndarray = field(repr=False)
 
 
 def flatness_along(problem: Problem, trajectory, **limit_options) -> FlatnessPath:
@@ -200,4 +202,5 @@ def flatness_along(problem: Problem, trajectory, **limit_options) -> FlatnessPat
         trace_gap=None if flattest is None else trace - flattest,
         metric=np.array([metric_at_minimum(problem, x_star) for x_star in limits]),
         status=tuple(status),
+        x_star=np.array(limits),
     )

@@ -62,7 +62,7 @@ def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
     import csv
 
     assert main(["figures", "--quick", "--out", str(tmp_path)]) == 0
-    for name in ("example1", "network", "batch"):
+    for name in ("example1", "network", "batch", "sensing"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / f"{name}.csv").stat().st_size > 100
     with open(tmp_path / "network.csv") as handle:
@@ -72,6 +72,9 @@ def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
     with open(tmp_path / "batch.csv") as handle:
         gap = {row["run"]: float(row["trace_gap"]) for row in csv.DictReader(handle)}
     assert gap["SA, b = 1"] < gap["SA, b = 4"] < gap["SA, b = 16"] < gap["SA, full batch"] < gap["RS"]
+    with open(tmp_path / "sensing.csv") as handle:
+        recovery = {row["method"]: float(row["recovery_error"]) for row in csv.DictReader(handle)}
+    assert recovery["SA"] < 0.1 * recovery["GD"]  # flatter interpolants are closer to the low-rank truth
 
 
 def test_run_summarizes_one_run_and_plots(capsys, tmp_path):
