@@ -64,7 +64,7 @@ def demo(args) -> int:
 
 def figures(args) -> int:
     """Draw every figure (PNG and CSV) into a folder."""
-    for path in all_figures(args.out, quick=args.quick):
+    for path in all_figures(args.out, quick=args.quick, progress=True):
         print(f"wrote {path}")
     return 0
 

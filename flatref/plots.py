@@ -6,6 +6,7 @@ PNGs are written without version metadata, so the same inputs give the same byte
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,28 @@ def _pyplot():
     return plt
 
 
+def _log(message: str) -> None:
+    """Progress of the long figure runs, on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_all(problem, methods, start, *, steps, rng, record_every, progress):
+    """Run each method from ``start``; with ``progress``, say which run is going."""
+    runs = {}
+    for name, method in methods.items():
+        if progress:
+            _log(f"  {problem!r}: {name}, {steps} steps")
+        runs[name] = run(problem, method, start, steps=steps, rng=rng, record_every=record_every)
+    return runs
+
+
+def _flatness(problem, runs, progress):
+    """``flatness_along`` for each run (the limit map at every recorded iterate: the slow part)."""
+    if progress:
+        _log(f"  {problem!r}: the limit map along {len(runs)} runs")
+    return {name: flatness_along(problem, t) for name, t in runs.items()}
+
+
 def _save(fig, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, metadata={"Software": None})
@@ -38,7 +61,7 @@ def _save(fig, path: Path):
 EXAMPLE1_START = (3.0, 0.34)
 
 
-def example1_runs(steps: int = 3000, record_every: int = 10, rng: int = 0):
+def example1_runs(steps: int = 3000, record_every: int = 10, rng: int = 0, progress: bool = False):
     """GD, RS, SA, SAM and label-noise SGD from next to Example 1's sharp minimum, ``(3, 0.34)``.
 
     Step size ``η = 0.05 < 1/λ_max(∇²f(3, 1/3)) = 1/18.2`` for all; RS and SA use
@@ -53,20 +76,19 @@ def example1_runs(steps: int = 3000, record_every: int = 10, rng: int = 0):
         "LabelNoiseSGD": LabelNoiseSGD(0.05, 0.5),
     }
     start = np.array(EXAMPLE1_START)
-    runs = {name: run(problem, m, start, steps=steps, rng=rng, record_every=record_every)
-            for name, m in methods.items()}  # fmt: skip
+    runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
 
-def example1_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
+def example1_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool = False) -> Path:
     """Example 1: the landscape with the runs, ``tr̄`` along the minima set, and ``tr̄(Φ(x_t))`` per step.
 
     Writes ``example1.png`` and ``example1.csv`` (method, step, x1, x2, tr̄(Φ(x_t))) into ``out_dir``.
     """
     plt = _pyplot()
     out_dir = Path(out_dir)
-    problem, runs = example1_runs(steps=steps, rng=rng)
-    paths = {name: flatness_along(problem, t) for name, t in runs.items()}
+    problem, runs = example1_runs(steps=steps, rng=rng, progress=progress)
+    paths = _flatness(problem, runs, progress)
     limits = {name: limit_map(problem, t.x_last).x for name, t in runs.items()}
 
     fig, (ax_land, ax_hyp, ax_tr) = plt.subplots(1, 3, figsize=(15, 4.8), constrained_layout=True)
@@ -121,7 +143,7 @@ def example1_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
     return png
 
 
-def network_runs(steps: int = 3000, record_every: int = 150, rng: int = 0):
+def network_runs(steps: int = 3000, record_every: int = 150, rng: int = 0, progress: bool = False):
     """All methods on a diagonal linear network (n = 10, D = 20, d = 40, 2-sparse truth).
 
     Start: the sharp minimum (the dense min-norm interpolant with ``|u| = 2|v|``) plus
@@ -142,20 +164,19 @@ def network_runs(steps: int = 3000, record_every: int = 150, rng: int = 0):
         "SAM (b=1)": SAM(0.5 * eta, 0.05, batch_size=1),
         "LabelNoiseSGD": LabelNoiseSGD(0.5 * eta, 0.1),
     }
-    runs = {name: run(problem, m, start, steps=steps, rng=rng, record_every=record_every)
-            for name, m in methods.items()}  # fmt: skip
+    runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
 
-def network_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
+def network_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool = False) -> Path:
     """Diagonal network: trace gap and metric at ``Φ(x_t)`` per method, and the weights ``w = u⊙v``.
 
     Writes ``network.png`` and ``network.csv`` (method, step, trace gap, metric) into ``out_dir``.
     """
     plt = _pyplot()
     out_dir = Path(out_dir)
-    problem, runs = network_runs(steps=steps, rng=rng)
-    paths = {name: flatness_along(problem, t) for name, t in runs.items()}
+    problem, runs = network_runs(steps=steps, rng=rng, progress=progress)
+    paths = _flatness(problem, runs, progress)
     colors = dict(COLORS, **{"SAM (b=1)": "#8c564b"})
 
     fig, (ax_gap, ax_metric, ax_w) = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
@@ -194,7 +215,7 @@ def network_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
     return png
 
 
-def batch_runs(steps: int = 2000, record_every: int = 100, rng: int = 0):
+def batch_runs(steps: int = 2000, record_every: int = 100, rng: int = 0, progress: bool = False):
     """The paper's Figure 3 at CPU scale: RS against SA, and SA at batch sizes 1, 4, 16 and full.
 
     Diagonal network with n = 32, D = 64 (d = 128), 3-sparse truth; start: the sharp minimum
@@ -209,20 +230,19 @@ def batch_runs(steps: int = 2000, record_every: int = 100, rng: int = 0):
     methods = {"RS": RS(eta, 0.05, 0.1)}
     for b in (1, 4, 16, problem.n_samples):
         methods[f"SA, b = {b}" if b < problem.n_samples else "SA, full batch"] = SA(eta, 0.05, 0.1, batch_size=b)
-    runs = {name: run(problem, m, start, steps=steps, rng=rng, record_every=record_every)
-            for name, m in methods.items()}  # fmt: skip
+    runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
 
-def batch_figure(out_dir, *, steps: int = 2000, rng: int = 0) -> Path:
+def batch_figure(out_dir, *, steps: int = 2000, rng: int = 0, progress: bool = False) -> Path:
     """RS against SA at equal ``η′, ρ`` (left) and SA's batch size (right): the trace gap at ``Φ(x_t)``.
 
     Writes ``batch.png`` and ``batch.csv`` (run, step, trace gap) into ``out_dir``.
     """
     plt = _pyplot()
     out_dir = Path(out_dir)
-    problem, runs = batch_runs(steps=steps, rng=rng)
-    gaps = {name: flatness_along(problem, t) for name, t in runs.items()}
+    problem, runs = batch_runs(steps=steps, rng=rng, progress=progress)
+    gaps = _flatness(problem, runs, progress)
     shades = ["#d62728", "#ff7f0e", "#bcbd22", "#17becf"]
     fig, (ax_rs, ax_b) = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
     for ax, names in ((ax_rs, ["RS", "SA, b = 1"]), (ax_b, [n for n in runs if n.startswith("SA")])):
@@ -260,7 +280,7 @@ def run_figure(problem, trajectory, path) -> Path:
     return path
 
 
-def sensing_runs(steps: int = 3000, record_every: int = 150, rng: int = 0):
+def sensing_runs(steps: int = 3000, record_every: int = 150, rng: int = 0, progress: bool = False):
     """Matrix sensing, n = 10, r = 4, rank-1 truth, m = 18 measurements (below the m ≈ 2nk = 20
     at which ``M*`` becomes the only PSD interpolant, so sharper interpolants exist).
 
@@ -280,20 +300,19 @@ def sensing_runs(steps: int = 3000, record_every: int = 150, rng: int = 0):
         "SAM": SAM(0.5 * eta, 0.05),
         "LabelNoiseSGD": LabelNoiseSGD(0.5 * eta, 0.1),
     }
-    runs = {name: run(problem, m, start, steps=steps, rng=rng, record_every=record_every)
-            for name, m in methods.items()}  # fmt: skip
+    runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
 
-def sensing_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
+def sensing_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool = False) -> Path:
     """Matrix sensing: the trace and the metric at ``Φ(x_t)``, and the recovery error ``‖UUᵀ − M*‖/‖M*‖`` of ``Φ(x_t)``.
 
     Writes ``sensing.png`` and ``sensing.csv`` (method, step, trace, metric, recovery error) into ``out_dir``.
     """
     plt = _pyplot()
     out_dir = Path(out_dir)
-    problem, runs = sensing_runs(steps=steps, rng=rng)
-    paths = {name: flatness_along(problem, t) for name, t in runs.items()}
+    problem, runs = sensing_runs(steps=steps, rng=rng, progress=progress)
+    paths = _flatness(problem, runs, progress)
     recovery = {name: np.array([problem.recovery_error(x) for x in path.x_star]) for name, path in paths.items()}
     truth_trace = problem.trace_hess(problem._truth_factor().ravel())
 
@@ -325,12 +344,13 @@ def sensing_figure(out_dir, *, steps: int = 3000, rng: int = 0) -> Path:
     return png
 
 
-def all_figures(out_dir, *, quick: bool = False) -> list[Path]:
-    """Every figure, into ``out_dir``; ``quick`` runs a fifth of the steps."""
+def all_figures(out_dir, *, quick: bool = False, progress: bool = False) -> list[Path]:
+    """Every figure, into ``out_dir``; ``quick`` runs a fifth of the steps; ``progress`` reports each run."""
     scale = 5 if quick else 1
-    return [
-        example1_figure(out_dir, steps=3000 // scale),
-        network_figure(out_dir, steps=3000 // scale),
-        batch_figure(out_dir, steps=2000 // scale),
-        sensing_figure(out_dir, steps=3000 // scale),
-    ]
+    figures = [(example1_figure, 3000), (network_figure, 3000), (batch_figure, 2000), (sensing_figure, 3000)]
+    paths = []
+    for figure, steps in figures:
+        if progress:
+            _log(f"{figure.__name__}:")
+        paths.append(figure(out_dir, steps=steps // scale, progress=progress))
+    return paths
