@@ -56,6 +56,18 @@ def _save(fig, path: Path):
     fig.savefig(path, dpi=120, metadata={"Software": None})
 
 
+def _write(plt, fig, out_dir: Path, name: str, header, rows) -> Path:
+    """Save ``name.png`` (no version metadata: byte-stable) and its data ``name.csv``; close the figure."""
+    png = out_dir / f"{name}.png"
+    _save(fig, png)
+    plt.close(fig)
+    with open(out_dir / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return png
+
+
 #: The runs start just off the sharp minimum (3, 1/3): there ∇f = 0 exactly, which
 #: leaves SAM without an ascent direction (and GD without a move either way).
 EXAMPLE1_START = (3.0, 0.34)
@@ -131,16 +143,12 @@ def example1_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool 
     ax_tr.set_title(r"(c) flatness of the limit along each run")
     ax_tr.legend(fontsize=7)
 
-    png = out_dir / "example1.png"
-    _save(fig, png)
-    plt.close(fig)
-    with open(out_dir / "example1.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "step", "x1", "x2", "tr_bar_limit"])
-        for name, traj in runs.items():
-            for step, x, tr in zip(paths[name].steps, traj.xs, paths[name].tr_bar):
-                writer.writerow([name, int(step), f"{x[0]:.12g}", f"{x[1]:.12g}", f"{tr:.12g}"])
-    return png
+    rows = [
+        [name, int(step), f"{x[0]:.12g}", f"{x[1]:.12g}", f"{tr:.12g}"]
+        for name, traj in runs.items()
+        for step, x, tr in zip(paths[name].steps, traj.xs, paths[name].tr_bar)
+    ]
+    return _write(plt, fig, out_dir, "example1", ["method", "step", "x1", "x2", "tr_bar_limit"], rows)
 
 
 def network_runs(steps: int = 3000, record_every: int = 150, rng: int = 0, progress: bool = False):
@@ -203,16 +211,12 @@ def network_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool =
     ax_w.set_title("(c) flatter means sparser: $w$ moves to the truth")
     ax_w.legend(fontsize=7, loc="upper center", ncol=2)
 
-    png = out_dir / "network.png"
-    _save(fig, png)
-    plt.close(fig)
-    with open(out_dir / "network.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "step", "trace_gap", "metric"])
-        for name, path in paths.items():
-            for step, gap, metric in zip(path.steps, path.trace_gap, path.metric):
-                writer.writerow([name, int(step), f"{gap:.12g}", f"{metric:.12g}"])
-    return png
+    rows = [
+        [name, int(step), f"{gap:.12g}", f"{metric:.12g}"]
+        for name, path in paths.items()
+        for step, gap, metric in zip(path.steps, path.trace_gap, path.metric)
+    ]
+    return _write(plt, fig, out_dir, "network", ["method", "step", "trace_gap", "metric"], rows)
 
 
 def batch_runs(steps: int = 2000, record_every: int = 100, rng: int = 0, progress: bool = False):
@@ -253,16 +257,10 @@ def batch_figure(out_dir, *, steps: int = 2000, rng: int = 0, progress: bool = F
         ax.legend(fontsize=8)
     ax_rs.set_title(r"(a) RS against SA at equal $\eta'$, $\rho$ ($d = 128$)")
     ax_b.set_title("(b) SA: smaller batches flatten faster")
-    png = out_dir / "batch.png"
-    _save(fig, png)
-    plt.close(fig)
-    with open(out_dir / "batch.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", "step", "trace_gap"])
-        for name, path in gaps.items():
-            for step, gap in zip(path.steps, path.trace_gap):
-                writer.writerow([name, int(step), f"{gap:.12g}"])
-    return png
+    rows = [
+        [name, int(step), f"{gap:.12g}"] for name, path in gaps.items() for step, gap in zip(path.steps, path.trace_gap)
+    ]
+    return _write(plt, fig, out_dir, "batch", ["run", "step", "trace_gap"], rows)
 
 
 def run_figure(problem, trajectory, path) -> Path:
@@ -331,17 +329,12 @@ def sensing_figure(out_dir, *, steps: int = 3000, rng: int = 0, progress: bool =
     ax_rec.set_title("(c) flatter means closer to the low-rank truth (floor: 1e-8)")
     for ax in (ax_tr, ax_metric, ax_rec):
         ax.legend(fontsize=7)
-    png = out_dir / "sensing.png"
-    _save(fig, png)
-    plt.close(fig)
-    with open(out_dir / "sensing.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "step", "trace", "metric", "recovery_error"])
-        for name, path in paths.items():
-            for k, step in enumerate(path.steps):
-                writer.writerow([name, int(step), f"{path.trace[k]:.12g}", f"{path.metric[k]:.12g}",
-                                 f"{recovery[name][k]:.12g}"])  # fmt: skip
-    return png
+    rows = [
+        [name, int(step), f"{path.trace[k]:.12g}", f"{path.metric[k]:.12g}", f"{recovery[name][k]:.12g}"]
+        for name, path in paths.items()
+        for k, step in enumerate(path.steps)
+    ]
+    return _write(plt, fig, out_dir, "sensing", ["method", "step", "trace", "metric", "recovery_error"], rows)
 
 
 def all_figures(out_dir, *, quick: bool = False, progress: bool = False) -> list[Path]:
