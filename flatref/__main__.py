@@ -7,11 +7,9 @@ import dataclasses
 import sys
 import time
 
-import numpy as np
-
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, run
 from .flatness import flatness_report
-from .plots import all_figures, example1_figure, run_figure
+from .plots import all_figures, example1_figure, run_figure, top_eigenvalue_step
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from .testing import check_derivatives
 
@@ -33,7 +31,7 @@ def demo_cases():
     yield "Example 1", ex1, ex1.sharp_minimum(), [GD(0.05), RS(0.05, 0.05, 0.3), SA(0.05, 0.05, 0.3)], 2000, 0.02
     net = DiagonalLinearNetwork.random(10, 20, sparsity=2, rng=0)
     x0 = net.sharp_minimum()
-    eta = 1.0 / np.linalg.eigvalsh(net.hess(x0))[-1]
+    eta = top_eigenvalue_step(net, x0)
     yield "diagonal network, d = 40", net, x0, [GD(eta), RS(eta, 0.05, 0.1), SA(eta, 0.05, 0.1)], 3000, 1e-3
 
 
@@ -96,7 +94,7 @@ def run_one(args) -> int:
         x0 = problem.sharp_minimum()
     except NotImplementedError:  # every minimum of linear regression is equally flat
         x0 = problem.random_minimum(args.seed)
-    eta = args.eta if args.eta is not None else 1.0 / np.linalg.eigvalsh(problem.hess(x0))[-1]
+    eta = args.eta if args.eta is not None else top_eigenvalue_step(problem, x0)
     try:
         method = make_method(args, eta)
         trajectory = run(problem, method, x0, steps=args.steps, rng=args.seed, record_every=max(1, args.steps // 50))

@@ -34,6 +34,28 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def top_eigenvalue_step(problem, x) -> float:
+    """``η = 1/λ_max(∇²f(x))``: the largest step at which GD is monotone near ``x``."""
+    return 1.0 / np.linalg.eigvalsh(problem.hess(x))[-1]
+
+
+def _near_sharp_minimum(problem):
+    """The problem's sharp minimum plus ``1e-3`` Gaussian noise (there ``∇f = 0`` up to rounding,
+    which leaves SAM no ascent direction), and ``η = 1/λ_max`` at the sharp minimum."""
+    sharp = problem.sharp_minimum()
+    return sharp + 1e-3 * np.random.default_rng(0).standard_normal(problem.dim), top_eigenvalue_step(problem, sharp)
+
+
+def _methods(eta, *, stochastic_sam=False):
+    """GD, RS, SA (``η′ = 0.05``, ``ρ = 0.1``), SAM (``η/2``, ``ρ = 0.05``; also batch 1 if asked)
+    and label-noise SGD (``η/2``, ``σ = 0.1``)."""
+    methods = {"GD": GD(eta), "RS": RS(eta, 0.05, 0.1), "SA": SA(eta, 0.05, 0.1), "SAM": SAM(0.5 * eta, 0.05)}
+    if stochastic_sam:
+        methods["SAM (b=1)"] = SAM(0.5 * eta, 0.05, batch_size=1)
+    methods["LabelNoiseSGD"] = LabelNoiseSGD(0.5 * eta, 0.1)
+    return methods
+
+
 def _run_all(problem, methods, start, *, steps, rng, record_every, progress):
     """Run each method from ``start``; with ``progress``, say which run is going."""
     runs = {}
@@ -161,17 +183,8 @@ def network_runs(steps: int = 3000, record_every: int = 150, rng: int = 0, progr
     from .problems import DiagonalLinearNetwork
 
     problem = DiagonalLinearNetwork.random(10, 20, sparsity=2, rng=0)
-    sharp = problem.sharp_minimum()
-    eta = 1.0 / np.linalg.eigvalsh(problem.hess(sharp))[-1]
-    start = sharp + 1e-3 * np.random.default_rng(0).standard_normal(problem.dim)
-    methods = {
-        "GD": GD(eta),
-        "RS": RS(eta, 0.05, 0.1),
-        "SA": SA(eta, 0.05, 0.1),
-        "SAM": SAM(0.5 * eta, 0.05),
-        "SAM (b=1)": SAM(0.5 * eta, 0.05, batch_size=1),
-        "LabelNoiseSGD": LabelNoiseSGD(0.5 * eta, 0.1),
-    }
+    start, eta = _near_sharp_minimum(problem)
+    methods = _methods(eta, stochastic_sam=True)
     runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
@@ -228,9 +241,7 @@ def batch_runs(steps: int = 2000, record_every: int = 100, rng: int = 0, progres
     from .problems import DiagonalLinearNetwork
 
     problem = DiagonalLinearNetwork.random(32, 64, sparsity=3, rng=0)
-    sharp = problem.sharp_minimum()
-    eta = 1.0 / np.linalg.eigvalsh(problem.hess(sharp))[-1]
-    start = sharp + 1e-3 * np.random.default_rng(0).standard_normal(problem.dim)
+    start, eta = _near_sharp_minimum(problem)
     methods = {"RS": RS(eta, 0.05, 0.1)}
     for b in (1, 4, 16, problem.n_samples):
         methods[f"SA, b = {b}" if b < problem.n_samples else "SA, full batch"] = SA(eta, 0.05, 0.1, batch_size=b)
@@ -288,16 +299,8 @@ def sensing_runs(steps: int = 3000, record_every: int = 150, rng: int = 0, progr
     from .problems import MatrixSensing
 
     problem = MatrixSensing.random(10, 4, 1, 18, rng=0)
-    sharp = problem.sharp_minimum()
-    eta = 1.0 / np.linalg.eigvalsh(problem.hess(sharp))[-1]
-    start = sharp + 1e-3 * np.random.default_rng(0).standard_normal(problem.dim)
-    methods = {
-        "GD": GD(eta),
-        "RS": RS(eta, 0.05, 0.1),
-        "SA": SA(eta, 0.05, 0.1),
-        "SAM": SAM(0.5 * eta, 0.05),
-        "LabelNoiseSGD": LabelNoiseSGD(0.5 * eta, 0.1),
-    }
+    start, eta = _near_sharp_minimum(problem)
+    methods = _methods(eta)
     runs = _run_all(problem, methods, start, steps=steps, rng=rng, record_every=record_every, progress=progress)
     return problem, runs
 
