@@ -64,7 +64,7 @@ def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **lim
 
 @dataclass(frozen=True)
 class Schedule:
-    """Parameters for Algorithm 1 from Theorem 1's scalings, with the free constants applied."""
+    """Parameters for Algorithm 1 or 2 from its theorem's scalings, with the free constants applied."""
 
     eta: float
     eta_prime: float
@@ -98,6 +98,39 @@ def rs_schedule(
     )
 
 
+def sa_schedule(
+    beta: float,
+    eps: float,
+    delta: float,
+    dim: int,
+    *,
+    eps0: float = math.inf,
+    c_eta_prime: float = 1.0,
+    c_rho: float = 1.0,
+    c_steps: float = 1.0,
+) -> Schedule:
+    """Parameters for Algorithm 2 consistent with Theorem 2: ``η = 1/β``, ``η′ = c·δε``,
+    ``ρ = c·δ·min(1, √(d³ε))``, ``T = c·d⁻¹ε⁻²(1 ∨ 1/(d³ε))δ⁻⁴``.
+
+    **Reconstructed, not quoted.** The paper states these parameters in its eq. (48),
+    which was lost from the text (MATH.md does not restore it). This choice is the one
+    its accounting implies: SA's output must satisfy ``‖∇f‖ ≤ ε`` while each kick moves
+    the gradient by ``O(η′ρ)``, so ``η′ ∝ ε``; Lemma 4's per-step decrease of ``tr̄(Φ)``
+    is ``d·(η′ρ²/2)·ε`` while the metric exceeds ``√ε``, and Theorem 1's probabilistic
+    argument costs one more ``δ⁻¹``, so ``T ∝ δ⁻¹/(d η′ρ² ε)``, which is Table 1's bound
+    exactly when ``ρ² ∝ δ² min(1, d³ε)``.
+    """
+    beta, eps, delta = as_positive(beta, "beta"), as_positive(eps, "eps"), as_positive(delta, "delta")
+    d = as_int(dim, "dim", minimum=1)
+    return Schedule(
+        eta=1.0 / beta,
+        eta_prime=as_positive(c_eta_prime, "c_eta_prime") * delta * eps,
+        rho=as_positive(c_rho, "c_rho") * delta * min(1.0, math.sqrt(d**3 * eps)),
+        eps0=eps0,
+        steps=max(1, math.ceil(as_positive(c_steps, "c_steps") * table1_iterations(eps, delta, d)["SA"])),
+    )
+
+
 def table1_iterations(eps: float, delta: float, dim: int) -> dict[str, float]:
     """Table 1's iteration bounds without constants.
 
@@ -109,3 +142,18 @@ def table1_iterations(eps: float, delta: float, dim: int) -> dict[str, float]:
         "RS": eps**-3 * delta**-4,
         "SA": eps**-2 * max(1.0, 1.0 / (d**3 * eps)) * delta**-4 / d,
     }
+
+
+def table1_exponents(method: str, eps: float, dim: int) -> tuple[float, float]:
+    """The exponents ``(a, b)`` of Table 1's bound ``∝ εᵃ dᵇ`` near ``(ε, d)``.
+
+    RS: ``(−3, 0)``. SA: ``(−2, −1)`` where ``d³ε > 1`` and ``(−3, −4)`` where ``d³ε < 1``
+    (the bound's two branches; at ``d³ε = 1`` the first is returned).
+    """
+    eps = as_positive(eps, "eps")
+    d = as_int(dim, "dim", minimum=1)
+    if method == "RS":
+        return (-3.0, 0.0)
+    if method == "SA":
+        return (-2.0, -1.0) if d**3 * eps >= 1 else (-3.0, -4.0)
+    raise ValueError(f"method must be 'RS' or 'SA', got {method!r}")

@@ -17,6 +17,8 @@ from flatref.theory import (
     rs_leading_perturbation,
     rs_schedule,
     sa_leading_perturbation,
+    sa_schedule,
+    table1_exponents,
     table1_iterations,
 )
 
@@ -197,3 +199,38 @@ def test_table1_bounds_and_their_ratio():
     assert small_d["SA"] == pytest.approx(1e4 / 0.08 * 16 / 2)
     with pytest.raises(ValueError, match="eps must be positive"):
         table1_iterations(0.0, 0.5, 3)
+
+
+@pytest.mark.parametrize("eps, dim", [(1e-2, 100), (1e-2, 2), (1e-3, 10), (0.3, 1)])
+def test_sa_schedule_reproduces_table1_through_lemma4(eps, dim):
+    """T = δ⁻¹ / (d η′ ρ² ε) on both branches of the bound (all constants 1), and η′ρ = O(ε)."""
+    delta = 0.5
+    s = sa_schedule(beta=4.0, eps=eps, delta=delta, dim=dim, c_steps=1.0)
+    assert s.eta == 0.25 and s.eta_prime == pytest.approx(delta * eps)
+    assert s.rho == pytest.approx(delta * min(1.0, math.sqrt(dim**3 * eps)))
+    assert s.steps == pytest.approx(1.0 / (delta * dim * s.eta_prime * s.rho**2 * eps), rel=1e-9, abs=1)
+    assert s.eta_prime * s.rho <= delta**2 * eps
+
+
+def test_sa_schedule_rejects_bad_input():
+    with pytest.raises(ValueError, match="dim"):
+        sa_schedule(beta=1.0, eps=0.1, delta=0.5, dim=0)
+    with pytest.raises(ValueError, match="c_rho"):
+        sa_schedule(beta=1.0, eps=0.1, delta=0.5, dim=3, c_rho=-1.0)
+
+
+@pytest.mark.parametrize("method", ["RS", "SA"])
+@pytest.mark.parametrize("eps, dim", [(1e-2, 100), (1e-2, 2), (1e-4, 8)])
+def test_table1_exponents_are_the_log_slopes_of_the_bounds(method, eps, dim):
+    def log_bound(log_eps, log_d):
+        return math.log(table1_iterations(math.exp(log_eps), 0.5, round(math.exp(log_d)))[method])
+
+    h = 1e-3
+    slope_eps = (log_bound(math.log(eps) + h, math.log(dim)) - log_bound(math.log(eps) - h, math.log(dim))) / (2 * h)
+    # d is an integer: difference over d ± 1 exactly (the bound is a power law in d on each branch).
+    slope_d = (log_bound(math.log(eps), math.log(dim + 1)) - log_bound(math.log(eps), math.log(dim))) / math.log(
+        (dim + 1) / dim
+    )
+    assert table1_exponents(method, eps, dim) == pytest.approx((slope_eps, slope_d), abs=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        table1_exponents("GD", eps, dim)
