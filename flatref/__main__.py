@@ -1,4 +1,4 @@
-"""The command line: ``python -m flatref demo``, ``figures``, ``run`` and ``check`` (``--help`` on each)."""
+"""The command line: ``python -m flatref demo``, ``figures``, ``rates``, ``run`` and ``check`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, run
 from .flatness import flatness_report
 from .plots import all_figures, example1_figure, run_figure, top_eigenvalue_step
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
+from .rates import rates
 from .testing import check_derivatives
 
 
@@ -57,6 +58,21 @@ def demo(args) -> int:
     print(f"\n{time.perf_counter() - start_time:.1f} s. tr̄ divides the trace by d, so on the network the")
     print("metric is small even at the sharp start; its trace gap is the readable number (MATH.md §6).")
     print(f"\nwrote {example1_figure(args.out)} and its data, example1.csv")
+    return 0
+
+
+def rates_command(args) -> int:
+    """Measure the iterations RS and SA need against Table 1's bounds; write rates.csv, .md and .png."""
+    if args.jobs is not None and args.jobs < 1:
+        print(f"flatref rates: error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    print(f"measuring the {'quick' if args.quick else 'full'} grid (progress on stderr) ...", flush=True)
+    result = rates(args.out, quick=args.quick, jobs=args.jobs, progress=True)
+    print(result.table)
+    for path in result.paths:
+        print(f"wrote {path}")
+    print(f"{time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -155,14 +171,18 @@ def add_run_arguments(command):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="flatref", description="flatref: flat minima, exactly.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, fun in (("demo", demo), ("figures", figures), ("run", run_one), ("check", check)):
+    subcommands = (("demo", demo), ("figures", figures), ("rates", rates_command), ("run", run_one), ("check", check))
+    for name, fun in subcommands:
         doc = fun.__doc__.splitlines()[0]
         command = commands.add_parser(name, help=doc, description=doc)
         command.set_defaults(run=fun)
-        if name in ("demo", "figures"):
+        if name in ("demo", "figures", "rates"):
             command.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
         if name == "figures":
             command.add_argument("--quick", action="store_true", help="a fifth of the steps, for a quick look")
+        if name == "rates":
+            command.add_argument("--quick", action="store_true", help="a small grid (under a minute), as in the tests")
+            command.add_argument("--jobs", type=int, help="worker processes (default: the CPUs)")
         if name == "run":
             add_run_arguments(command)
     args = parser.parse_args(argv)
