@@ -17,3 +17,14 @@ def test_readme_snippets_run(capsys):
     assert "derivative check of Example1(): passed" in out
     assert "saddle" in out and "FlatnessReport(is_flat=False, status=converged" in out
     assert "completed [1. 1.]" in out
+
+
+def test_readme_rates_rows_are_those_of_the_committed_table():
+    """The Table-1 rows quoted in the README are verbatim rows of figures/rates.md."""
+    text = README.read_text(encoding="utf-8")
+    quoted = text.split("<!-- rates:begin -->")[1].split("<!-- rates:end -->")[0]
+    rows = [line for line in quoted.splitlines() if line.startswith(("| example1", "| network"))]
+    assert len(rows) >= 6
+    table = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8").splitlines()
+    for row in rows:
+        assert row in table, f"README row not in figures/rates.md (rerun python -m flatref rates): {row}"
