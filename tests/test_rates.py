@@ -200,7 +200,7 @@ def test_quick_rates_write_every_run_a_table_and_a_figure(quick):
 
 def test_quick_rates_speedup_of_sa_over_rs_grows_like_d(quick):
     _, _, table = quick
-    lines = table.split("## RS against SA")[1].splitlines()
+    lines = table.split("## RS against SA")[1].split("\n## ")[0].splitlines()
     ratios = {int(line.split("|")[1]): float(line.split("|")[4]) for line in lines if line.startswith("| ") and
               line.split("|")[1].strip().isdigit()}  # fmt: skip
     dims = sorted(ratios)
