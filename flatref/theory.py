@@ -88,14 +88,8 @@ def rs_schedule(
     The theorem asks for a polynomially small gate ``ε0`` whose exponent MATH.md does not
     restore, so ``eps0`` is an argument (``math.inf``: perturb at every step).
     """
-    beta, eps, delta = as_positive(beta, "beta"), as_positive(eps, "eps"), as_positive(delta, "delta")
-    return Schedule(
-        eta=1.0 / beta,
-        eta_prime=as_positive(c_eta_prime, "c_eta_prime") * delta * eps,
-        rho=as_positive(c_rho, "c_rho") * delta * math.sqrt(eps),
-        eps0=eps0,
-        steps=max(1, math.ceil(as_positive(c_steps, "c_steps") * eps**-3 * delta**-4)),
-    )
+    eps = as_positive(eps, "eps")
+    return _schedule("RS", beta, eps, delta, 1, math.sqrt(eps), eps0, c_eta_prime, c_rho, c_steps)
 
 
 def sa_schedule(
@@ -120,14 +114,20 @@ def sa_schedule(
     argument costs one more ``δ⁻¹``, so ``T ∝ δ⁻¹/(d η′ρ² ε)``, which is Table 1's bound
     exactly when ``ρ² ∝ δ² min(1, d³ε)``.
     """
-    beta, eps, delta = as_positive(beta, "beta"), as_positive(eps, "eps"), as_positive(delta, "delta")
-    d = as_int(dim, "dim", minimum=1)
+    eps, d = as_positive(eps, "eps"), as_int(dim, "dim", minimum=1)
+    return _schedule("SA", beta, eps, delta, d, min(1.0, math.sqrt(d**3 * eps)), eps0, c_eta_prime, c_rho, c_steps)
+
+
+def _schedule(method, beta, eps, delta, dim, rho_unit, eps0, c_eta_prime, c_rho, c_steps) -> Schedule:
+    """``η = 1/β``, ``η′ = c·δε``, ``ρ = c·δ·rho_unit`` and ``T = c·`` Table 1's bound for ``method``."""
+    beta, delta = as_positive(beta, "beta"), as_positive(delta, "delta")
+    bound = table1_iterations(eps, delta, dim)[method]
     return Schedule(
         eta=1.0 / beta,
         eta_prime=as_positive(c_eta_prime, "c_eta_prime") * delta * eps,
-        rho=as_positive(c_rho, "c_rho") * delta * min(1.0, math.sqrt(d**3 * eps)),
+        rho=as_positive(c_rho, "c_rho") * delta * rho_unit,
         eps0=eps0,
-        steps=max(1, math.ceil(as_positive(c_steps, "c_steps") * table1_iterations(eps, delta, d)["SA"])),
+        steps=max(1, math.ceil(as_positive(c_steps, "c_steps") * bound)),
     )
 
 
