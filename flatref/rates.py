@@ -47,7 +47,7 @@ from ._validation import as_int, as_positive, as_vector, make_rng
 from .algorithms import RS, SA, StepRule, run
 from .flatness import flattest_trace, metric_at_minimum
 from .limit_map import LimitMapError, limit_map
-from .plots import COLORS, _pyplot, _write
+from .plots import COLORS, _pyplot, _write, top_eigenvalue_step
 from .problems import DiagonalLinearNetwork, Example1, Problem, TrainingLoss
 from .theory import rs_schedule, sa_schedule, table1_exponents
 
@@ -258,18 +258,18 @@ def problem_of(name: str, dim: int) -> Problem:
 
 def method_of(case: Case, problem: Problem, x0) -> StepRule:
     """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` from its regime."""
-    beta = float(np.linalg.eigvalsh(problem.hess(x0))[-1])
+    eta = top_eigenvalue_step(problem, x0)
     if case.regime == "fixed":
         eta_prime, rho = FIXED[case.problem]
     else:
         (eps,) = case.eps
         constants = CONSTANTS[case.problem, case.method]
         if case.method == "RS":
-            schedule = rs_schedule(beta, eps, 1.0, **constants)
+            schedule = rs_schedule(1.0 / eta, eps, 1.0, **constants)
         else:
-            schedule = sa_schedule(beta, eps, 1.0, problem.dim, **constants)
+            schedule = sa_schedule(1.0 / eta, eps, 1.0, problem.dim, **constants)
         eta_prime, rho = schedule.eta_prime, schedule.rho
-    return {"RS": RS, "SA": SA}[case.method](1.0 / beta, eta_prime, rho)
+    return {"RS": RS, "SA": SA}[case.method](eta, eta_prime, rho)
 
 
 #: The columns of ``rates.csv``, one row per run and threshold ``ε``.
@@ -613,45 +613,48 @@ def figure(plt, grid: Grid, rows: list[dict], ratio: Speedup):
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), constrained_layout=True)
     (ax_ex1, ax_net), (ax_d, ax_ratio) = axes
 
-    def plot(ax, chosen, x_of, color, label, **style):
-        chosen = sorted((c for c in chosen if c.median > 0), key=x_of)
-        x = np.array([x_of(c) for c in chosen], dtype=float)
-        median = np.array([c.median for c in chosen])
-        finite = np.isfinite(median)
-        if not finite.any():
-            return
-        low = median[finite] - np.array([c.low for c in chosen])[finite]
-        high = np.array([c.high for c in chosen])[finite] - median[finite]
-        high = np.where(np.isfinite(high), high, 0.0)
-        ax.errorbar(x[finite], median[finite], yerr=[low, high], color=color, label=label, capsize=2, **style)
-        return x[finite], median[finite]
+    def select(group, problem, regime, method, **extra):
+        return [
+            c for c in group if (c.problem, c.regime, c.method) == (problem, regime, method)
+            and all(getattr(c, k) == v for k, v in extra.items())
+        ]  # fmt: skip
 
-    def guide(ax, point, slope, eps_grid, color, label):
-        """A dotted line of slope ``slope`` (in ε) through ``point``, over ``eps_grid``."""
-        x0, y0 = point
+    def plot(ax, chosen, color, label, x="eps", **style):
+        """Medians against ``x`` (a cell attribute) with min–max bars, over the cells reached after
+        the start; returns ``(x, median)``, or ``None`` if there are none."""
+        chosen = sorted((c for c in chosen if 0 < c.median < math.inf), key=lambda c: getattr(c, x))
+        if not chosen:
+            return None
+        x = np.array([getattr(c, x) for c in chosen], dtype=float)
+        median = np.array([c.median for c in chosen])
+        low, high = median - [c.low for c in chosen], np.array([c.high for c in chosen]) - median
+        yerr = [low, np.where(np.isfinite(high), high, 0.0)]
+        ax.errorbar(x, median, yerr=yerr, color=color, label=label, capsize=2, **style)
+        return x, median
+
+    def guide(ax, xy, method, dim, eps_grid, color):
+        """Table 1's ε slope for ``method`` at ``dim``, dotted over ``eps_grid`` through the
+        largest-ε point of ``xy``."""
+        if xy is None:
+            return
+        x0, y0 = xy[0][-1], xy[1][-1]
+        slope = table1_exponents(method, x0, dim)[0]
         x = np.array([min(eps_grid), max(eps_grid)])
-        ax.plot(x, y0 * (x / x0) ** slope, ":", color=color, lw=1, label=label)
+        ax.plot(x, y0 * (x / x0) ** slope, ":", color=color, lw=1, label=f"{method}: Table 1, ε^{slope:g}")
 
     for method in ("RS", "SA"):
         color = COLORS[method]
-        chosen = [c for c in flat if c.problem == "example1" and c.regime == "theory" and c.method == method]
-        xy = plot(ax_ex1, chosen, lambda c: c.eps, color, f"{method}: flat", marker="o")
-        if xy is not None:
-            slope = table1_exponents(method, xy[0][-1], 2)[0]
-            guide(ax_ex1, (xy[0][-1], xy[1][-1]), slope, grid.example1_eps, color, f"{method}: Table 1, ε^{slope:g}")
-        chosen = [c for c in half if c.problem == "example1" and c.regime == "theory" and c.method == method]
-        plot(ax_ex1, chosen, lambda c: c.eps, color, f"{method}: gap halved", marker="s", ls="--", alpha=0.6)
+        xy = plot(ax_ex1, select(flat, "example1", "theory", method), color, f"{method}: flat", marker="o")
+        guide(ax_ex1, xy, method, 2, grid.example1_eps, color)
+        halved = select(half, "example1", "theory", method)
+        plot(ax_ex1, halved, color, f"{method}: gap halved", marker="s", ls="--", alpha=0.6)
         for k, d in enumerate(grid.network_dims):
-            chosen = [
-                c for c in flat if c.problem == "network" and c.regime == "theory" and c.method == method and c.dim == d
-            ]
             alpha = 0.35 + 0.65 * (k + 1) / len(grid.network_dims)
-            xy = plot(ax_net, chosen, lambda c: c.eps, color, f"{method}, d = {d}", marker="o", alpha=alpha)
-            if xy is not None and d == grid.network_dims[0]:
-                slope = table1_exponents(method, xy[0][-1], d)[0]
-                guide(ax_net, (xy[0][-1], xy[1][-1]), slope, grid.network_eps, color, f"{method}: Table 1, ε^{slope:g}")
-        chosen = [c for c in half if c.problem == "network" and c.regime == "fixed" and c.method == method]
-        plot(ax_d, chosen, lambda c: c.dim, color, method, marker="o")
+            chosen = select(flat, "network", "theory", method, dim=d)
+            xy = plot(ax_net, chosen, color, f"{method}, d = {d}", marker="o", alpha=alpha)
+            if d == grid.network_dims[0]:
+                guide(ax_net, xy, method, d, grid.network_eps, color)
+        plot(ax_d, select(half, "network", "fixed", method), color, method, x="dim", marker="o")
 
     ax_ex1.set_title("(a) Example 1 (d = 2), theorems' schedules")
     ax_net.set_title("(b) diagonal network, theorems' schedules: steps to flat")
