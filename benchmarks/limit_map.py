@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from flatref.limit_map import limit_map
+from flatref.flow import limit_map
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 
 SOLVERS = {

@@ -1,12 +1,17 @@
 """flatref: a NumPy reference implementation of flat-minima optimization.
 
 Ahn, Jadbabaie & Sra, *How to Escape Sharp Minima with Random Perturbations*,
-ICML 2024 (arXiv:2305.15659).
+ICML 2024 (arXiv:2305.15659). The mathematics is in ``docs/theory.md``.
+
+The core (this namespace) never imports the layers above it:
+:mod:`flatref.experiments` (named setups, recipes, sweeps), :mod:`flatref.report`
+(figures, tables, files) and :mod:`flatref.cli`.
 """
 
 from . import problems, testing, theory
-from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, Trajectory, proj_out, run
-from .errors import ConvergenceError, FlatrefError
+from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
+from .driver import Trajectory, run
+from .errors import ConvergenceError, FlatrefError, LimitMapError, StatusError
 from .flatness import (
     FlatnessPath,
     FlatnessReport,
@@ -18,16 +23,8 @@ from .flatness import (
     stationarity_metric,
     tr_bar,
 )
-from .limit_map import (
-    LimitMapError,
-    LimitPoint,
-    LimitStatus,
-    limit_jacobian,
-    limit_map,
-    normal_basis,
-    project_tangent,
-    tangent_projector,
-)
+from .flow import LimitPoint, limit_jacobian, limit_map
+from .geometry import normal_basis, proj_out, project_tangent, tangent_projector
 from .problems import (
     DiagonalLinearNetwork,
     Example1,
@@ -36,8 +33,9 @@ from .problems import (
     Problem,
     TrainingLoss,
 )
+from .status import Status
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "problems",
@@ -51,12 +49,13 @@ __all__ = [
     "SAM",
     "LabelNoiseSGD",
     "proj_out",
+    "Status",
     "FlatrefError",
     "ConvergenceError",
+    "StatusError",
     "LimitMapError",
     "limit_map",
     "LimitPoint",
-    "LimitStatus",
     "limit_jacobian",
     "tangent_projector",
     "project_tangent",

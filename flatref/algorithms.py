@@ -1,8 +1,9 @@
-"""Algorithms 1 and 2 of Ahn, Jadbabaie & Sra (2024) and the baselines, run by one driver.
+"""Algorithms 1 and 2 of Ahn, Jadbabaie & Sra (2024) and the baselines, as step rules.
 
-Each method is a frozen dataclass holding its parameters, with a step rule; :func:`run`
-owns everything else: randomness, recording, progress, divergence detection and the
-paper's uniformly drawn output ``x̂``. Adding a method means adding one step rule.
+Each method is a frozen dataclass holding its parameters, with a step rule; the driver
+(:func:`flatref.driver.run`) owns everything else: randomness, recording, callbacks,
+divergence detection and the paper's uniformly drawn output ``x̂``. Adding a method
+means adding one step rule.
 
 Notation: ``g_t = ∇f(x_t)``; ``Proj⊥_u(v) = v − (⟨u, v⟩/‖u‖²) u``, the identity for
 ``u = 0`` (Definition 4, eq. (7)); ``∇f_B`` is the mean gradient over a batch ``B`` of
@@ -21,22 +22,13 @@ from __future__ import annotations
 
 import abc
 import math
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_nonnegative, as_positive, as_vector, make_rng
+from ._validation import as_int, as_nonnegative, as_positive
+from .geometry import proj_out
 from .problems import Problem, TrainingLoss
-
-#: Random draws are made for this many steps at a time.
-_BLOCK = 256
-
-
-def proj_out(u, v):
-    """``Proj⊥_u(v) = v − (⟨u, v⟩/‖u‖²) u`` (Definition 4, eq. (7)); ``v`` itself when ``u = 0``."""
-    uu = u @ u
-    return v if uu == 0 else v - ((u @ v) / uu) * u
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,7 @@ class RS(StepRule):
         if g @ g > self.eps0**2:
             return Step(x - self.eta * g, False, 0.0)
         (u,) = noise
-        v = proj_out(g, problem._grad(x + self.rho * u))
+        v = proj_out(g, problem.unchecked.grad(x + self.rho * u))
         return Step(x - self.eta * g - self.eta_prime * v, True, 1.0)
 
 
@@ -151,13 +143,13 @@ class SA(StepRule):
 
     - ``b = 1``: ``∇p_i(x)/‖∇p_i(x)‖``. Since ``∇f_i = ℓ′ ∇p_i``, ``σ∇f_i/‖∇f_i‖`` has the same
       distribution as ``σ∇p_i/‖∇p_i‖``, so this is an exact reformulation of eq. (26),
-      and it stays defined at interpolation, where ``∇f_i = 0`` (MATH.md §6).
+      and it stays defined at interpolation, where ``∇f_i = 0`` (docs/theory.md §4).
     - ``b > 1``: ``∇f_B(x)/‖∇f_B(x)‖``, as in the paper's experiments.
     - If that vector is zero (Remark 2): it is taken at ``x + ξ`` instead, with
       ``ξ = xi · (1 + ‖x‖) · e`` and ``e`` a random unit vector.
 
     At a minimum the tangent part of the expected perturbation is ``d`` times that of
-    :class:`RS` (Lemma 4; MATH.md §4).
+    :class:`RS` (Lemma 4; docs/theory.md §4).
 
     Args:
         eta, eta_prime, rho, eps0: as for :class:`RS`.
@@ -189,9 +181,9 @@ class SA(StepRule):
         for shift in (0.0, 1.0):
             z = x if shift == 0.0 else x + self.xi * (1 + np.linalg.norm(x)) * _unit(rng, problem.dim)
             if self.batch_size == 1:
-                u = problem._output_jacobian(z, batch)[0]
+                u = problem.unchecked.output_jacobian(z, batch)[0]
             else:
-                u = problem._sample_grad(z, batch)
+                u = problem.unchecked.sample_grad(z, batch)
             norm = np.linalg.norm(u)
             if norm > 0:
                 return u / norm
@@ -202,7 +194,7 @@ class SA(StepRule):
             return Step(x - self.eta * g, False, 0.0)
         batch, sigma = noise
         u = self.direction(problem, x, batch, rng)
-        v = proj_out(g, problem._sample_grad(x + self.rho * sigma * u, batch))
+        v = proj_out(g, problem.unchecked.sample_grad(x + self.rho * sigma * u, batch))
         return Step(x - self.eta * g - self.eta_prime * v, True, 2 * self.batch_size / problem.n_samples)
 
 
@@ -235,11 +227,12 @@ class SAM(StepRule):
 
     def step(self, problem, x, g, noise, rng):
         if self.batch_size is None:
-            ascent, gradient, cost = g, problem._grad, 1.0
+            ascent, gradient, cost = g, problem.unchecked.grad, 1.0
         else:
             (batch,) = noise
-            ascent = problem._sample_grad(x, batch)
-            gradient, cost = (lambda z: problem._sample_grad(z, batch)), 2 * self.batch_size / problem.n_samples
+            sample_grad = problem.unchecked.sample_grad
+            ascent = sample_grad(x, batch)
+            gradient, cost = (lambda z: sample_grad(z, batch)), 2 * self.batch_size / problem.n_samples
         norm = np.linalg.norm(ascent)
         if norm == 0:
             return Step(x - self.eta * ascent, False, cost)
@@ -269,7 +262,8 @@ class LabelNoiseSGD(StepRule):
     def step(self, problem, x, g, noise, rng):
         batch, xi = noise
         labels = problem.y[batch] + self.sigma * xi
-        return Step(x - self.eta * problem._sample_grad(x, batch, labels), True, self.batch_size / problem.n_samples)
+        step = problem.unchecked.sample_grad(x, batch, labels)
+        return Step(x - self.eta * step, True, self.batch_size / problem.n_samples)
 
 
 def _gate(eps0) -> float:
@@ -283,133 +277,5 @@ def _unit(rng, d):
     return e / np.linalg.norm(e)
 
 
-# ----------------------------------------------------------------------- driver
-@dataclass(frozen=True)
-class Trajectory:
-    """The result of :func:`run`.
-
-    Attributes:
-        method: the step rule with its parameters.
-        status: ``"completed"``, or ``"diverged"`` when an iterate blew up.
-        message: what happened.
-        steps: the number of steps taken.
-        record_steps: the step indices ``t`` at which iterates were recorded (0 and the last included).
-        xs: the recorded iterates, shape ``(len(record_steps), d)``.
-        f: ``f(x_t)`` at the recorded steps.
-        grad_norm: ``‖∇f(x_t)‖`` at the recorded steps.
-        perturbed: for each step, whether it was a perturbed step.
-        x_last: the last iterate.
-        x_hat: ``x_τ`` with ``τ ~ Unif{1, …, T}`` (the paper's output), or ``None`` if the run stopped before ``τ``.
-        hat_index: ``τ``.
-        grad_evals: gradient evaluations in full-gradient equivalents.
-    """
-
-    method: StepRule
-    status: str
-    message: str = field(repr=False)
-    steps: int
-    record_steps: np.ndarray = field(repr=False)
-    xs: np.ndarray = field(repr=False)
-    f: np.ndarray = field(repr=False)
-    grad_norm: np.ndarray = field(repr=False)
-    perturbed: np.ndarray = field(repr=False)
-    x_last: np.ndarray = field(repr=False)
-    x_hat: np.ndarray | None = field(repr=False)
-    hat_index: int
-    grad_evals: float
-
-
-_METHODS = (RS, SA, GD, SAM, LabelNoiseSGD)
-
-
-def run(
-    problem: Problem,
-    method: StepRule,
-    x0,
-    *,
-    steps: int,
-    rng=0,
-    record_every: int = 1,
-    progress: bool = False,
-    blowup: float = 1e6,
-) -> Trajectory:
-    """Run ``method`` on ``problem`` from ``x0`` for ``steps`` steps.
-
-    Args:
-        problem: the loss.
-        method: a step rule, e.g. ``RS(eta=0.1, eta_prime=0.05, rho=0.1)``.
-        x0: the starting point.
-        steps: the number of steps ``T``.
-        rng: ``None``, a seed or a ``numpy.random.Generator``; the same seed gives the same bits.
-        record_every: record every ``k``-th iterate (the first and last always); each
-            record costs one evaluation of ``f``.
-        progress: print progress to stderr about every tenth of the run.
-        blowup: the run has diverged when ``‖x_t‖ > blowup · (1 + ‖x_0‖)`` or an iterate is not finite.
-
-    Returns:
-        A :class:`Trajectory`.
-    """
-    if not isinstance(method, StepRule):
-        names = ", ".join(m.__name__ for m in _METHODS)
-        raise TypeError(f"method must be a step rule ({names}), got {method!r}")
-    method.check(problem)
-    x = as_vector(x0, problem.dim, "x0").copy()
-    steps = as_int(steps, "steps", minimum=1)
-    record_every = as_int(record_every, "record_every", minimum=1)
-    max_norm = as_positive(blowup, "blowup") * (1 + np.linalg.norm(x))
-    rng = make_rng(rng)
-    hat_index = int(rng.integers(1, steps + 1))
-    fallback_rng = rng.spawn(1)[0]
-
-    g = problem.grad(x)
-    record = _Recorder(problem, x, g)
-    perturbed = np.zeros(steps, dtype=bool)
-    evals, x_hat, status, message = 1.0, None, "completed", f"{steps} steps"
-    for t in range(steps):
-        if t % _BLOCK == 0:
-            block = method.draw(problem, rng, min(_BLOCK, steps - t))
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence below
-            s = method.step(problem, x, g, tuple(a[t % _BLOCK] for a in block), fallback_rng)
-        if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= max_norm):
-            status, message = "diverged", f"iterate {t + 1} is not finite or exceeds |x| = {max_norm:.3g}"
-            break
-        x, perturbed[t] = s.x, s.perturbed
-        g = problem._grad(x)
-        evals += 1.0 + s.grad_evals
-        if t + 1 == hat_index:
-            x_hat = x.copy()
-        if (t + 1) % record_every == 0 or t + 1 == steps:
-            record(t + 1, x, g)
-        if progress and (t + 1) % max(1, steps // 10) == 0:
-            print(f"{type(method).__name__}: step {t + 1}/{steps}, f = {problem._f(x):.3e}", file=sys.stderr)
-    taken = t + 1 if status == "completed" else t
-    if record.steps[-1] != taken:
-        record(taken, x, g)
-    return Trajectory(
-        method=method,
-        status=status,
-        message=message,
-        steps=taken,
-        record_steps=np.array(record.steps),
-        xs=np.array(record.xs),
-        f=np.array(record.f),
-        grad_norm=np.array(record.grad_norm),
-        perturbed=perturbed[:taken],
-        x_last=x,
-        x_hat=x_hat,
-        hat_index=hat_index,
-        grad_evals=evals,
-    )
-
-
-class _Recorder:
-    def __init__(self, problem, x, g):
-        self.problem = problem
-        self.steps, self.xs, self.f, self.grad_norm = [], [], [], []
-        self(0, x, g)
-
-    def __call__(self, t, x, g):
-        self.steps.append(t)
-        self.xs.append(x.copy())
-        self.f.append(float(self.problem._f(x)))
-        self.grad_norm.append(float(np.linalg.norm(g)))
+#: Every step rule, for messages and registries.
+METHODS = (RS, SA, GD, SAM, LabelNoiseSGD)

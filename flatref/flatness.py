@@ -7,7 +7,7 @@
   the metric is at most ``ε′``; a flat local minimum (Definition 2, eq. (5)) is a
   ``(0, 0)``-flat one.
 
-Because ``tr̄`` divides by ``d``, a fixed ``ε′`` is weak in high dimension (MATH.md §6):
+Because ``tr̄`` divides by ``d``, a fixed ``ε′`` is weak in high dimension (docs/theory.md §6):
 :class:`FlatnessReport` also gives the raw trace ``tr ∇²f(x*)`` and, where the problem
 knows its flattest minimum, the gap to it.
 """
@@ -19,22 +19,42 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import as_nonnegative, as_vector
-from .limit_map import LimitMapError, LimitPoint, LimitStatus, limit_map, project_tangent
+from .flow import LimitPoint, limit_map
+from .geometry import project_tangent
 from .problems import Problem
+from .status import Status
 
 
 def tr_bar(problem: Problem, x) -> float:
-    """``tr̄(x) = tr ∇²f(x) / d`` (eq. (1))."""
+    """``tr̄(x) = tr ∇²f(x) / d`` (eq. (1)).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> float(tr_bar(Example1(), [3.0, 1 / 3]))       # x1² + x2² on Example 1
+        9.11111111111111
+    """
     return problem.trace_hess(x) / problem.dim
 
 
 def grad_tr_bar(problem: Problem, x) -> np.ndarray:
-    """``∇tr̄(x) = ∇ tr∇²f(x) / d``, from the closed-form third derivatives."""
+    """``∇tr̄(x) = ∇ tr∇²f(x) / d``, from the closed-form third derivatives.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> grad_tr_bar(Example1(), [3.0, 1.0]).tolist()   # ∇(x1² + x2²) = 2x
+        [6.0, 2.0]
+    """
     return problem.grad_trace_hess(x) / problem.dim
 
 
 def metric_at_minimum(problem: Problem, x_star) -> float:
-    """``‖∂Φ(x*) ∇tr̄(x*)‖`` for a point ``x_star`` of the minima set (no flow is run)."""
+    """``‖∂Φ(x*) ∇tr̄(x*)‖`` for a point ``x_star`` of the minima set (no flow is run).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> round(metric_at_minimum(Example1(), [1.0, 1.0]), 12)   # the flat minimum
+        0.0
+    """
     return float(np.linalg.norm(project_tangent(problem, x_star, grad_tr_bar(problem, x_star))))
 
 
@@ -44,15 +64,17 @@ def stationarity_metric(problem: Problem, x, **limit_options) -> float:
     Args:
         problem: the loss.
         x: any point whose flow converges to a minimum.
-        **limit_options: passed to :func:`~flatref.limit_map.limit_map`.
+        **limit_options: passed to :func:`~flatref.flow.limit_map`.
 
     Raises:
         LimitMapError: if the flow from ``x`` does not converge to a minimum.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> round(stationarity_metric(Example1(), [3.0, 1 / 3]), 6)   # |2·9 − 2/9| / √(9 + 1/9)
+        5.889297
     """
-    limit = limit_map(problem, x, **limit_options)
-    if not limit.success:
-        raise LimitMapError(limit)
-    return metric_at_minimum(problem, limit.x)
+    return metric_at_minimum(problem, limit_map(problem, x, throw=True, **limit_options).x)
 
 
 @dataclass(frozen=True)
@@ -94,7 +116,13 @@ class FlatnessReport:
 
 
 def flattest_trace(problem: Problem) -> float | None:
-    """The smallest ``tr ∇²f`` over the flat minima the problem knows in closed form, or ``None``."""
+    """The smallest ``tr ∇²f`` over the flat minima the problem knows in closed form, or ``None``.
+
+    Examples:
+        >>> from flatref.problems import Example1, LinearRegression
+        >>> float(flattest_trace(Example1())), flattest_trace(LinearRegression.random(2, 3))
+        (4.0, None)
+    """
     try:
         minima = problem.flat_minima()
     except NotImplementedError:
@@ -102,7 +130,8 @@ def flattest_trace(problem: Problem) -> float | None:
     return min(float(problem.trace_hess(m)) for m in minima)
 
 
-def flatness_report(problem: Problem, x, eps: float, eps_prime: float, **limit_options) -> FlatnessReport:
+def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw: bool = False,
+                    **limit_options) -> FlatnessReport:  # fmt: skip
     """Is ``x`` an ``(ε, ε′)``-flat minimum (Definition 3)? With the numbers that decide it.
 
     A point whose flow does not converge to a minimum (a saddle, divergence, time
@@ -113,12 +142,20 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, **limit_o
         x: the point.
         eps: the gradient tolerance ``ε ≥ 0``.
         eps_prime: the stationarity tolerance ``ε′ ≥ 0``.
-        **limit_options: passed to :func:`~flatref.limit_map.limit_map`.
+        throw: raise :class:`~flatref.errors.LimitMapError` instead of reporting a failed flow.
+        **limit_options: passed to :func:`~flatref.flow.limit_map`.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> flatness_report(Example1(), [1.0, 1.0], eps=1e-3, eps_prime=1e-3).is_flat
+        True
+        >>> flatness_report(Example1(), [3.0, 1 / 3], eps=1e-3, eps_prime=1e-3).is_flat   # sharp
+        False
     """
     x = as_vector(x, problem.dim)
     eps, eps_prime = as_nonnegative(eps, "eps"), as_nonnegative(eps_prime, "eps_prime")
     grad_norm = float(np.linalg.norm(problem.grad(x)))
-    limit = limit_map(problem, x, **limit_options)
+    limit = limit_map(problem, x, throw=throw, **limit_options)
     if not limit.success:
         return FlatnessReport(grad_norm, limit, None, None, None, None, None, eps, eps_prime, False)
     x_star = limit.x
@@ -150,9 +187,9 @@ class FlatnessPath:
         trace: ``tr ∇²f(Φ(x_t))``.
         trace_gap: ``trace`` minus the flattest trace the problem knows, or ``None``.
         metric: ``‖∂Φ(Φ(x_t)) ∇tr̄(Φ(x_t))‖``.
-        status: the :class:`~flatref.limit_map.LimitStatus` of each flow. Values at a flow
-            that did not converge (e.g. a ``max_time`` stall on the slow approach to a
-            degenerate minimum) are those of the last point it reached.
+        status: the :class:`~flatref.status.Status` of each flow. Values at a flow that
+            stopped short of a minimum (e.g. ``stalled`` on the slow approach to a degenerate
+            minimum) are those of the last point it reached; at a ``diverged`` flow they are NaN.
         x_star: the limits ``Φ(x_t)``, one per row.
     """
 
@@ -164,43 +201,53 @@ class FlatnessPath:
     status: tuple
     x_star: np.ndarray = field(repr=False)
 
+    @property
+    def success(self) -> bool:
+        """True when every flow converged to a minimum."""
+        return all(s.success for s in self.status)
 
-def flatness_along(problem: Problem, trajectory, **limit_options) -> FlatnessPath:
+
+def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit_options) -> FlatnessPath:
     """``tr̄(Φ(x_t))``, the raw trace at ``Φ(x_t)`` and the metric along a run.
 
     Args:
         problem: the loss.
-        trajectory: a :class:`~flatref.algorithms.Trajectory` (its recorded iterates), or
+        trajectory: a :class:`~flatref.driver.Trajectory` (its recorded iterates), or
             an array of points, one per row.
-        **limit_options: passed to :func:`~flatref.limit_map.limit_map`.
+        throw: raise :class:`~flatref.errors.LimitMapError` at the first flow that does not
+            converge, instead of reporting it in ``status``.
+        **limit_options: passed to :func:`~flatref.flow.limit_map`.
 
     Each ``Φ(x_t)`` is a flow from ``x_t`` itself; along these runs the iterates stay
     near the minima set, so the flows are short. Matrix-free throughout: the metric
     needs one SVD of the ``n × d`` output Jacobian (Setting 1), never a ``d³`` tensor.
 
-    Raises:
-        LimitMapError: if the flow from a recorded point diverges.
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> path = flatness_along(Example1(), [[3.0, 1 / 3], [1.0, 1.0]])
+        >>> path.tr_bar.round(6).tolist(), path.success
+        ([9.111111, 2.0], True)
     """
-    points = getattr(trajectory, "xs", trajectory)
+    points = np.asarray(getattr(trajectory, "xs", trajectory), dtype=float)
     steps = getattr(trajectory, "record_steps", None)
-    points = np.asarray(points, dtype=float)
     if points.ndim != 2 or points.shape[1] != problem.dim:
         raise ValueError(f"trajectory must hold points of length {problem.dim} in rows, got shape {points.shape}")
-    limits, status = [], []
-    for x in points:
-        limit = limit_map(problem, x, **limit_options)
-        if limit.status is LimitStatus.DIVERGED:
-            raise LimitMapError(limit)
-        limits.append(limit.x)
-        status.append(limit.status)
-    trace = np.array([problem.trace_hess(x_star) for x_star in limits])
+    limits = [limit_map(problem, x, throw=throw, **limit_options) for x in points]
+    values = np.array([_flatness_at(problem, limit) for limit in limits]).reshape(-1, 2)
     flattest = flattest_trace(problem)
     return FlatnessPath(
         steps=np.arange(len(points)) if steps is None else np.asarray(steps),
-        tr_bar=trace / problem.dim,
-        trace=trace,
-        trace_gap=None if flattest is None else trace - flattest,
-        metric=np.array([metric_at_minimum(problem, x_star) for x_star in limits]),
-        status=tuple(status),
-        x_star=np.array(limits),
+        tr_bar=values[:, 0] / problem.dim,
+        trace=values[:, 0],
+        trace_gap=None if flattest is None else values[:, 0] - flattest,
+        metric=values[:, 1],
+        status=tuple(limit.status for limit in limits),
+        x_star=np.array([limit.x for limit in limits]),
     )
+
+
+def _flatness_at(problem: Problem, limit: LimitPoint) -> tuple[float, float]:
+    """``(tr ∇²f, metric)`` at the end of a flow; NaN for both where it diverged."""
+    if limit.status is Status.DIVERGED:
+        return np.nan, np.nan
+    return float(problem.trace_hess(limit.x)), metric_at_minimum(problem, limit.x)

@@ -1,6 +1,6 @@
 """The paper's predictions as functions: leading-order terms, Lemma 1 and 2, schedules, Table 1.
 
-Ahn, Jadbabaie & Sra (2024); equation numbers are the paper's (MATH.md restores them).
+Ahn, Jadbabaie & Sra (2024); equation numbers are the paper's (docs/theory.md restates the lost displays).
 Constants that the theorems leave free are arguments.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_int, as_nonnegative, as_positive, as_vector
-from .algorithms import proj_out
 from .flatness import grad_tr_bar
-from .limit_map import limit_jacobian, project_tangent
+from .flow import limit_jacobian
+from .geometry import proj_out, project_tangent
 from .problems import Problem
 
 
@@ -30,7 +30,7 @@ def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
 
 
 def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
-    """The tangent part of ``E v_SA`` at a minimum: ``(ρ²/2) ∂Φ(x*) ∇tr∇²f(x*) + O(ρ⁴)`` (Lemma 4; MATH.md §4).
+    """The tangent part of ``E v_SA`` at a minimum: ``(ρ²/2) ∂Φ(x*) ∇tr∇²f(x*) + O(ρ⁴)`` (Lemma 4; docs/theory.md §4).
 
     It is ``d`` times the tangent part of :func:`rs_leading_perturbation` (batch size 1,
     the same sample inside and outside).
@@ -85,8 +85,8 @@ def rs_schedule(
 ) -> Schedule:
     """Theorem 1's parameters: ``η = 1/β``, ``η′ = c·δε``, ``ρ = c·δ√ε``, ``T = c·ε⁻³δ⁻⁴``.
 
-    The theorem asks for a polynomially small gate ``ε0`` whose exponent MATH.md does not
-    restore, so ``eps0`` is an argument (``math.inf``: perturb at every step).
+    The theorem asks for a polynomially small gate ``ε0`` whose exponent the paper's surviving text does
+    not give, so ``eps0`` is an argument (``math.inf``: perturb at every step).
     """
     eps = as_positive(eps, "eps")
     return _schedule("RS", beta, eps, delta, 1, math.sqrt(eps), eps0, c_eta_prime, c_rho, c_steps)
@@ -107,7 +107,7 @@ def sa_schedule(
     ``ρ = c·δ·min(1, √(d³ε))``, ``T = c·d⁻¹ε⁻²(1 ∨ 1/(d³ε))δ⁻⁴``.
 
     **Reconstructed, not quoted.** The paper states these parameters in its eq. (48),
-    which was lost from the text (MATH.md does not restore it). This choice is the one
+    which was lost from the text (docs/theory.md §7). This choice is the one
     its accounting implies: SA's output must satisfy ``‖∇f‖ ≤ ε`` while each kick moves
     the gradient by ``O(η′ρ)``, so ``η′ ∝ ε``; Lemma 4's per-step decrease of ``tr̄(Φ)``
     is ``d·(η′ρ²/2)·ε`` while the metric exceeds ``√ε``, and Theorem 1's probabilistic

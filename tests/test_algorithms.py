@@ -139,10 +139,41 @@ def test_divergence_stops_the_run():
     assert t.perturbed.shape == (t.steps,)
 
 
-def test_progress_goes_to_stderr(capsys):
-    run(EX1, GD(0.01), [2.0, 0.5], steps=20, progress=True)
+def test_progress_is_a_callback_that_prints_to_stderr(capsys):
+    from flatref.report.progress import RunProgress
+
+    trajectory = run(EX1, GD(0.01), [2.0, 0.5], steps=20, callback=RunProgress(EX1, "GD", 20))
     err = capsys.readouterr().err
     assert "GD: step 20/20" in err and err.count("\n") == 10
+    assert trajectory.status == "completed" and trajectory.success
+
+
+def test_the_callback_sees_every_step_and_can_stop_the_run():
+    seen = []
+
+    def callback(t, x):
+        seen.append((t, x.copy()))
+        return t == 7
+
+    trajectory = run(EX1, RS(0.05, 0.05, 0.3), [3.0, 0.34], steps=50, rng=0, callback=callback)
+    assert [t for t, _ in seen] == list(range(1, 8))
+    assert trajectory.status == "stopped" and trajectory.success and trajectory.steps == 7
+    assert trajectory.record_steps[-1] == 7 and np.array_equal(trajectory.x_last, seen[-1][1])
+    full = run(EX1, RS(0.05, 0.05, 0.3), [3.0, 0.34], steps=50, rng=0, record_every=1)
+    assert np.array_equal(full.xs[7], trajectory.x_last)  # stopping does not change the steps before it
+    with pytest.raises(TypeError, match="callback must be callable"):
+        run(EX1, GD(0.01), [2.0, 0.5], steps=2, callback=3)
+
+
+def test_throw_raises_on_divergence_and_otherwise_reports_it():
+    from flatref import StatusError
+
+    diverged = run(EX1, GD(10.0), [3.0, 0.34], steps=50)
+    assert diverged.status == "diverged" and not diverged.success
+    assert diverged.message.startswith("the iterates blew up")
+    with pytest.raises(StatusError, match="diverged") as info:
+        run(EX1, GD(10.0), [3.0, 0.34], steps=50, throw=True)
+    assert info.value.result.steps == diverged.steps
 
 
 def test_bad_input_is_named():

@@ -43,7 +43,7 @@ def test_example1_gd_stays_at_the_sharp_minimum():
 
 @pytest.fixture(scope="module")
 def network():
-    # d = 40; the sharp start is the dense min-norm interpolant with |u| = 2|v|.
+    # d = 40; the sharp start is the dense min-norm interpolant with |u| = 4|v|.
     problem = DiagonalLinearNetwork.random(10, 20, sparsity=2, rng=0)
     x0 = problem.sharp_minimum()
     eta = 1.0 / np.linalg.eigvalsh(problem.hess(x0))[-1]

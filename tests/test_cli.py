@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from flatref.__main__ import main
+from flatref.cli import main
 
 
 def test_demo_escapes_with_rs_and_sa_but_not_gd(capsys, tmp_path):
@@ -41,9 +41,10 @@ def test_example1_figure_data_say_what_the_figure_shows(tmp_path):
 
     import numpy as np
 
-    from flatref.plots import example1_figure
+    from flatref.experiments.recipes import example1_runs
+    from flatref.report.figures import example1_figure
 
-    png = example1_figure(tmp_path, steps=600)
+    png = example1_figure(example1_runs(steps=600, jobs=1), tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "example1.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -54,7 +55,7 @@ def test_example1_figure_data_say_what_the_figure_shows(tmp_path):
     assert last["GD"] > 9.0  # GD stays at the sharp minimum: tr̄ = 9 + 1/9
     assert abs(last["SA"] - 2.0) < 1e-6 and last["SA"] < last["GD"]  # SA reaches the flat minimum
     assert np.isclose(float(rows[0]["x1"]), 3.0)
-    png2 = example1_figure(tmp_path / "again", steps=600)
+    png2 = example1_figure(example1_runs(steps=600, jobs=2), tmp_path / "again")
     assert png2.read_bytes() == png.read_bytes()  # byte-stable
 
 

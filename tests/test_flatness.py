@@ -106,7 +106,7 @@ def test_diagonal_network_sharp_and_flattest_minima():
     flat = flatness_report(problem, flattest, 1e-6, 1e-3)
     assert not sharp.is_flat and sharp.metric > 1e-2 and sharp.trace_gap > 1.0
     assert flat.is_flat and flat.trace_gap == pytest.approx(0.0, abs=1e-9) and flat.metric < 1e-10
-    # tr̄ divides by d = 80: the raw trace gap is the readable number (MATH.md §6).
+    # tr̄ divides by d = 80: the raw trace gap is the readable number (docs/theory.md §6).
     assert sharp.tr_bar_star == pytest.approx(sharp.trace_star / problem.dim)
 
 

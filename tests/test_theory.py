@@ -1,4 +1,4 @@
-"""The paper's lemmas as executable claims (MATH.md §3, §4)."""
+"""The paper's lemmas as executable claims (docs/theory.md §3, §4)."""
 
 import math
 

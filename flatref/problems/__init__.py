@@ -1,4 +1,4 @@
-"""Loss families with exact derivatives to third order (MATH.md §5).
+"""Loss families with exact derivatives to third order (docs/theory.md §5).
 
 ``Problem`` and ``TrainingLoss`` (the paper's Setting 1) are the interfaces; each
 family lives in its own module.

@@ -1,6 +1,6 @@
 """The two problem interfaces: :class:`Problem` and :class:`TrainingLoss` (Setting 1).
 
-Notation (Ahn, Jadbabaie & Sra, ICML 2024, §1 and MATH.md §1): ``f : R^d -> R``,
+Notation (Ahn, Jadbabaie & Sra, ICML 2024, §1; docs/theory.md §1): ``f : R^d -> R``,
 ``∇³f(x)[u, v]`` is the vector ``Σ_ij ∂³f/∂x_k∂x_i∂x_j u_i v_j`` and the tensor
 returned by :meth:`Problem.third` is ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``.
 
@@ -13,11 +13,20 @@ family overrides where a closed form is faster.
 Points may be complex: every closed form in flatref is holomorphic in ``x`` (no
 ``abs``, no conjugation), so ``Im f(x + i h v) / h`` is an exact directional
 derivative (complex-step differentiation). The tests rely on this.
+
+The problem owns the geometry of its minima set ``X*``: :meth:`Problem.normal_basis`
+(the normal space at a minimum) and :meth:`Problem.project_to_minima` (a point of
+``X*`` near ``x``), generic through the Hessian and, for Setting 1, through the
+output Jacobian. Callers ask the problem; they never switch on its type.
+
+Inner loops that have already checked their point (the driver, the flow) call
+:attr:`Problem.unchecked`, the same mathematics without the input checks.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +112,84 @@ class Problem(abc.ABC):
 
     def _point(self, x) -> np.ndarray:
         return as_vector(x, self.dim, "x", allow_complex=True)
+
+    @functools.cached_property
+    def unchecked(self) -> "Unchecked":
+        """The derivatives without input checks, for inner loops that checked their points once.
+
+        The caller guarantees that every point is a finite float vector of length ``d``
+        (and, for ``sample_grad``, that ``idx`` holds valid sample indices); a check costs
+        about as much as a small gradient, so the driver and the flow skip it per step.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import Example1
+            >>> problem = Example1()
+            >>> x = np.array([2.0, 1.0])
+            >>> bool(np.array_equal(problem.unchecked.grad(x), problem.grad(x)))
+            True
+        """
+        return Unchecked(self)
+
+    # ---------------------------------------------------- the geometry of X*
+    def normal_basis(self, x_star, *, rtol: float = 1e-6) -> np.ndarray:
+        """An orthonormal basis ``N`` (``d × k``) of the normal space of ``X*`` at a minimum ``x_star``.
+
+        Generic rule: the eigenvectors of ``∇²f(x*)`` with eigenvalue above ``rtol · λ_max``
+        (at a minimum where ``X*`` is a manifold, the null space of ``∇²f`` is the tangent
+        space; docs/theory.md §2). The kept eigenvalues are ``O(1)`` on our problems and the
+        dropped ones rounding (``≲ 1e-12``), so ``1e-6`` is far from both.
+        :class:`TrainingLoss` uses the output Jacobian instead (eq. (31)).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> Example1().normal_basis([1.0, 1.0]).round(6).ravel().tolist()
+            [0.707107, 0.707107]
+        """
+        x_star = as_vector(x_star, self.dim, "x_star")
+        rtol = as_positive(rtol, "rtol")
+        lam, Q = np.linalg.eigh(self._hess(x_star))
+        return Q[:, lam > rtol * max(lam[-1], 0.0)] if lam[-1] > 0 else np.zeros((self.dim, 0))
+
+    #: True when a point returned by :meth:`project_to_minima` is certainly a (global) minimum.
+    projection_is_global: bool = False
+
+    def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, rtol: float = 1e-6,
+                          max_dim: int = 1500) -> np.ndarray:  # fmt: skip
+        """A point of ``X*`` near ``x`` by Newton steps restricted to the top eigenspace of ``∇²f``.
+
+        Each step is ``x ← x − Q (Λ⁻¹ Qᵀ ∇f(x))`` over the eigenpairs ``(Λ, Q)`` of ``∇²f(x)``
+        with eigenvalue above ``rtol · λ_max``: off ``X*`` the tangent eigenvalues are
+        ``O(dist)``, not zero, and inverting them (a plain ``pinv`` step) would throw the
+        point away. The first step lands ``O(dist(x, X*)²)`` from the flow's limit
+        ``Φ(x)``; it is *not* ``Φ(x)`` (docs/theory.md §6).
+
+        Args:
+            x: the starting point.
+            tol: stop when a step is at most ``tol · (1 + ‖x‖)``.
+            max_iter: at most this many steps.
+            rtol: the eigenvalue cut, relative to ``λ_max`` (the rank rule of :meth:`normal_basis`).
+            max_dim: refuse above this dimension (each step is a dense ``O(d³)`` eigendecomposition).
+
+        Raises:
+            ConvergenceError: at clear negative curvature (an eigenvalue below ``−rtol · λ_max``:
+                no minimum near), above ``max_dim``, or when ``max_iter`` steps do not converge.
+        """
+        x = as_vector(x, self.dim, "x")
+        tol, rtol = as_positive(tol, "tol"), as_positive(rtol, "rtol")
+        max_iter = as_int(max_iter, "max_iter", minimum=1)
+        if self.dim > as_int(max_dim, "max_dim", minimum=1):
+            raise ConvergenceError(f"project_to_minima refuses dim = {self.dim} > max_dim = {max_dim} (dense O(d³) steps)")
+        for _ in range(max_iter):
+            lam, Q = np.linalg.eigh(self._hess(x))
+            top = lam > rtol * max(lam[-1], 0.0)
+            if lam[0] < -rtol * max(lam[-1], 0.0) or not top.any():
+                raise ConvergenceError(f"no minimum near x: the Hessian has eigenvalues from {lam[0]:.3g} to {lam[-1]:.3g}")
+            step = Q[:, top] @ ((Q[:, top].T @ self._grad(x)) / lam[top])
+            x = x - step
+            if np.linalg.norm(step) <= tol * (1.0 + np.linalg.norm(x)):
+                return x
+        raise ConvergenceError(f"Newton projection onto the minima set of {self!r} did not converge in {max_iter} steps")
 
     # ------------------------------------------------------- what subclasses give
     @abc.abstractmethod
@@ -346,21 +433,48 @@ class TrainingLoss(Problem):
             out = out + np.einsum("i,iabc,b,c->a", l1, self._output_thirds(x), u, v)
         return out / self.n_samples
 
-    # --------------------------------------------------------- minima-set tools
-    def gauss_newton_project(self, x, *, tol: float = 1e-13, max_iter: int = 50) -> np.ndarray:
+    # ---------------------------------------------------- the geometry of X*
+    projection_is_global = True  # a point with p(x) = y minimizes every ℓ(·, y_i)
+
+    def normal_basis(self, x_star, *, rtol: float = 1e-6) -> np.ndarray:
+        """An orthonormal basis ``N`` of the normal space of ``X* = {p(x) = y}`` at ``x_star``.
+
+        The right singular vectors of the output Jacobian ``J`` (rows ``∇p_iᵀ``) with
+        singular value above ``rtol · σ_max``: on ``X*``, ``∇²f = (1/n) Jᵀ diag(ℓ″) J``
+        (eq. (31)) has the same null space, and ``J`` is better conditioned (its singular
+        values are the square roots of the Hessian's eigenvalues, up to ``ℓ″/n``).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> Example1().normal_basis([2.0, 0.5]).shape
+            (2, 1)
+        """
+        x_star = as_vector(x_star, self.dim, "x_star")
+        rtol = as_positive(rtol, "rtol")
+        _, s, Vt = np.linalg.svd(self._output_jacobian(x_star), full_matrices=False)
+        return Vt[s > rtol * s[0]].T if s.size and s[0] > 0 else np.zeros((self.dim, 0))
+
+    def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:
         """A point of ``X* = {x : p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − J⁺(p(x) − y)``.
 
         Each step is the minimum-norm correction, so the result lies close to ``x``;
         it is *not* the flow's limit ``Φ(x)`` (the two differ by ``O(dist(x, X*)²)``,
-        MATH.md §6).
+        docs/theory.md §6).
 
         Args:
             x: starting point.
             tol: stop when ``‖p(x) − y‖ ≤ tol · (1 + ‖y‖)``.
             max_iter: at most this many steps.
+            accept: the residual test of the fast Cholesky route to ``J⁺r`` (see :func:`min_norm_solution`).
 
         Raises:
             ConvergenceError: if the residual is not below ``tol`` after ``max_iter`` steps.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> x = Example1().project_to_minima([2.0, 0.6])
+            >>> round(float(x[0] * x[1]), 12)
+            1.0
         """
         x = as_vector(x, self.dim, "x")
         tol = as_positive(tol, "tol")
@@ -370,7 +484,7 @@ class TrainingLoss(Problem):
             residual = self._outputs(x) - self._y
             if np.linalg.norm(residual) <= target:
                 return x
-            x = x - _min_norm_solution(self._output_jacobian(x), residual)
+            x = x - min_norm_solution(self._output_jacobian(x), residual, accept=accept)
             if not np.all(np.isfinite(x)):
                 break
         raise ConvergenceError(
@@ -379,15 +493,36 @@ class TrainingLoss(Problem):
         )
 
 
-def _min_norm_solution(J, r):
+class Unchecked:
+    """A problem's derivatives without input checks (see :attr:`Problem.unchecked`)."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.f, self.grad, self.hess, self.hess_vec = problem._f, problem._grad, problem._hess, problem._hess_vec
+        self.third_contract, self.trace_hess = problem._third_contract, problem._trace_hess
+        self.grad_trace_hess = problem._grad_trace_hess
+        if isinstance(problem, TrainingLoss):
+            self.outputs, self.output_jacobian = problem._outputs, problem._output_jacobian
+            self.sample_grad = problem._sample_grad
+
+
+def min_norm_solution(J, r, *, accept: float = 1e-10):
     """``J⁺r`` for a wide ``J`` of full row rank: ``Jᵀ(JJᵀ)⁻¹r`` by Cholesky (``O(n²d)``), else ``lstsq``.
 
-    The Gram route is checked by its residual ``‖J s − r‖ ≤ 1e-10 ‖r‖``, so a
-    rank-deficient or ill-conditioned ``J`` falls back to the SVD-based ``lstsq``.
+    The Gram route squares the condition number, so it is kept only when its residual
+    passes ``‖J s − r‖ ≤ accept · ‖r‖``; a rank-deficient or ill-conditioned ``J`` falls
+    back to the SVD-based ``lstsq``. The default ``1e-10`` is far above the ``~1e-14``
+    of a well-conditioned solve and far below the error of a poor one.
+
+    Examples:
+        >>> import numpy as np
+        >>> J = np.array([[1.0, 1.0, 0.0]])
+        >>> min_norm_solution(J, np.array([2.0])).tolist()
+        [1.0, 1.0, 0.0]
     """
     try:
         step = J.T @ cho_solve(cho_factor(J @ J.T), r)
-        if np.linalg.norm(J @ step - r) <= 1e-10 * np.linalg.norm(r):
+        if np.linalg.norm(J @ step - r) <= accept * np.linalg.norm(r):
             return step
     except LinAlgError:
         pass

@@ -14,7 +14,7 @@ and ``M = [diag v, diag u]`` (the Jacobian of ``w``). Closed forms:
 The flow conserves ``u_k² − v_k²``. On the minima set
 ``tr∇²f ≥ (2/n) Σ_k c_k |w_k|`` with equality iff ``|u| = |v|``, so the flattest
 interpolant is balanced and minimizes the weighted ℓ1 norm ``Σ_k c_k |w_k|``
-subject to ``Zw = y`` (MATH.md §5): sparse recovery.
+subject to ``Zw = y`` (docs/theory.md §5): sparse recovery.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .linear_regression import check_design
 
 
 def _factor(w, balance):
-    """``(u, v)`` with ``u⊙v = w`` and ``|u|/|v| = balance``: ``u = balance·sign(w)√|w|``, ``v = √|w|/balance``."""
+    """``(u, v)`` with ``u⊙v = w`` and ``|u|/|v| = balance²``: ``u = balance·sign(w)√|w|``, ``v = √|w|/balance``."""
     root = np.sqrt(np.abs(w))
     return np.concatenate([balance * np.sign(w) * root, root / balance])
 
@@ -193,7 +193,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         return _factor(w, np.exp(0.5 * rng.standard_normal(self.n_features)))
 
     def sharp_minimum(self, balance: float = 2.0) -> np.ndarray:
-        """The dense minimum-norm interpolant ``w = Z⁺y`` factored unbalanced, ``|u| = balance·|v|``.
+        """The dense minimum-norm interpolant ``w = Z⁺y`` factored unbalanced, ``|u| = balance²·|v|``.
 
         Its trace is ``(balance² + balance⁻²)/2`` times that of the balanced factorization,
         which is itself above the flattest value unless ``Z⁺y`` happens to be the
@@ -202,21 +202,30 @@ class DiagonalLinearNetwork(TrainingLoss):
         balance = as_positive(balance, "balance")
         return _factor(self._interpolant(np.zeros(self.n_features)), balance)
 
-    def flat_minima(self) -> tuple[np.ndarray, ...]:
+    def flat_minima(self, *, support_tol: float = 1e-9) -> tuple[np.ndarray, ...]:
         """The flattest minimum: ``|u| = |v|`` and ``w = argmin Σ_k c_k|w_k|`` subject to ``Zw = y``.
 
         Solved as a linear program (HiGHS) in ``w = w⁺ − w⁻``, then polished by solving
         ``Z_S w_S = y`` exactly on the support ``S``. Unique up to the sign flips
         ``(u_k, v_k) → (−u_k, −v_k)``, which change neither ``w`` nor the trace.
 
+        Args:
+            support_tol: ``S = {k : |w_k| > support_tol · max(1, max|w|)}``. The program's
+                solution is a vertex, whose off-support entries are zero up to the solver's
+                rounding (``≲ 1e-12``) and whose support entries are ``O(|w|)``; ``1e-9`` lies
+                far from both.
+
         Raises:
             ConvergenceError: if the linear program fails.
         """
+        support_tol = as_positive(support_tol, "support_tol")
+        if support_tol != 1e-9:
+            return (self._solve_flattest(support_tol),)
         if self._flattest is None:
-            self._flattest = frozen_copy(self._solve_flattest())
+            self._flattest = frozen_copy(self._solve_flattest(support_tol))
         return (self._flattest.copy(),)
 
-    def _solve_flattest(self) -> np.ndarray:
+    def _solve_flattest(self, support_tol: float) -> np.ndarray:
         n, D = self._Z.shape
         res = linprog(
             np.concatenate([self._c, self._c]),
@@ -228,7 +237,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         if res.status != 0:
             raise ConvergenceError(f"weighted-l1 linear program failed: {res.message}")
         w = res.x[:D] - res.x[D:]
-        support = np.abs(w) > 1e-9 * max(1.0, np.max(np.abs(w)))
+        support = np.abs(w) > support_tol * max(1.0, np.max(np.abs(w)))
         w = np.zeros(D)
         w[support] = np.linalg.lstsq(self._Z[:, support], self._y, rcond=None)[0]
         return _factor(w, 1.0)

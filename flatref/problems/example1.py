@@ -10,7 +10,7 @@ Closed forms (``s = x1 x2 − 1``):
 - the only non-zero third derivatives are ``∂³f/∂x1²∂x2 = 4x2`` and ``∂³f/∂x1∂x2² = 4x1``.
 
 The minima set is the hyperbola ``x1 x2 = 1``; on it ``tr̄ = x1² + 1/x1²``, so the
-flat minima are ``±(1, 1)``. The flow conserves ``x1² − x2²`` (MATH.md §2), which
+flat minima are ``±(1, 1)``. The flow conserves ``x1² − x2²`` (docs/theory.md §2), which
 gives ``Φ`` in closed form.
 """
 
@@ -93,7 +93,7 @@ class Example1(TrainingLoss):
         return np.array([x[0] * x[0] - x[1] * x[1]])
 
     def exact_limit(self, x) -> np.ndarray:
-        """``Φ(x)`` from the conservation law (MATH.md §2).
+        """``Φ(x)`` from the conservation law (docs/theory.md §2).
 
         ``Φ(x)`` is the point ``(a, 1/a)·sign`` of the hyperbola with the same
         ``c = x1² − x2²``: ``a² = (c + √(c² + 4))/2``, and both coordinates take the sign

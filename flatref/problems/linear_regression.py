@@ -3,7 +3,7 @@
 Setting 1 with ``p_i(w) = z_iᵀw``. The Hessian ``ZᵀZ/n`` is constant, so every
 minimum is equally flat (``∇ tr∇²f = 0``) and the family has no sharp minimum. The
 flow moves ``w`` only within the row space of ``Z``, which gives the limit map in
-closed form (MATH.md §5):
+closed form (docs/theory.md §5):
 
 ``Φ(w) = w − Z⁺(Zw − y)``,  ``∂Φ = I − Z⁺Z``.
 """

@@ -3,7 +3,7 @@
 ``f(U) = (1/2m) Σ_i (⟨A_i, UUᵀ⟩ − y_i)²`` with symmetric ``A_i ∈ R^{n×n}``,
 ``U ∈ R^{n×r}`` and ``x = U.ravel()`` (row-major, ``x[a·r + b] = U[a, b]``). Setting 1
 with ``p_i = ⟨A_i, UUᵀ⟩``, ``∇p_i = 2A_iU``, ``∇²p_i[V, W] = 2⟨V, A_iW⟩``.
-With ``s_i = p_i − y_i`` (MATH.md §5):
+With ``s_i = p_i − y_i`` (docs/theory.md §5):
 
 - ``∇f = (2/m) S U`` with ``S = Σ_i s_i A_i``;
 - ``∇²f[V, W] = (1/m) Σ_i [4⟨A_iU, V⟩⟨A_iU, W⟩ + 2 s_i ⟨V, A_iW⟩]``, so
@@ -167,7 +167,7 @@ class MatrixSensing(TrainingLoss):
 
     def _third(self, x):
         # T[(a,b),(c,e),(g,h)] = B[a,c,g,h] δ_be + B[a,g,c,e] δ_bh + B[c,g,a,b] δ_eh,
-        # B[a,c,g,h] = (4/m) Σ_i A_i[a,c] (A_iU)[g,h]   (MATH.md §5, ∇³f[V, W, Z]).
+        # B[a,c,g,h] = (4/m) Σ_i A_i[a,c] (A_iU)[g,h]   (docs/theory.md §5, ∇³f[V, W, Z]).
         U = self._U(x)
         B = (4.0 / self.n_samples) * np.einsum("iac,igh->acgh", self._A, self._A @ U)
         eye = np.eye(self.r)
@@ -191,8 +191,8 @@ class MatrixSensing(TrainingLoss):
         return 2.0 * (self._K @ self._U(x)).ravel()
 
     # ------------------------------------------------------- known exactly
-    def _truth_factor(self) -> np.ndarray:
-        """``[U*, 0]`` with ``U*U*ᵀ = M*`` (from the eigen-decomposition), shape ``(n, r)``."""
+    def truth_factor(self) -> np.ndarray:
+        """The ground truth as a point: ``[U*, 0]`` with ``U*U*ᵀ = M*`` (from the eigen-decomposition), shape ``(n, r)``."""
         if self.M_star is None:
             raise ValueError(f"{self!r} has no ground truth M_star: pass M_star to the constructor")
         lam, vecs = np.linalg.eigh(self.M_star)
@@ -205,8 +205,8 @@ class MatrixSensing(TrainingLoss):
     def random_minimum(self, rng=None) -> np.ndarray:
         """The Gauss–Newton projection onto ``X*`` of ``[U*, 0] + 0.3 N(0, 1/n)`` noise."""
         rng = make_rng(rng)
-        U0 = self._truth_factor() + 0.3 * rng.standard_normal((self.n, self.r)) / np.sqrt(self.n)
-        return self.gauss_newton_project(U0.ravel())
+        U0 = self.truth_factor() + 0.3 * rng.standard_normal((self.n, self.r)) / np.sqrt(self.n)
+        return self.project_to_minima(U0.ravel())
 
     def sharp_minimum(self, scale: float = 1.0, rng=0) -> np.ndarray:
         """An interpolant with large extra columns: ``[U*, scale·N(0, 1/n)]`` projected onto ``X*``.
@@ -222,12 +222,12 @@ class MatrixSensing(TrainingLoss):
                 interpolant near the start).
         """
         scale = as_positive(scale, "scale")
-        U0 = self._truth_factor()
+        U0 = self.truth_factor()
         k = np.linalg.matrix_rank(self.M_star)
         if k == self.r:
             raise ValueError(f"sharp_minimum needs r > rank(M_star) = {k} (room for extra columns)")
         U0[:, k:] = scale * make_rng(rng).standard_normal((self.n, self.r - k)) / np.sqrt(self.n)
-        x = self.gauss_newton_project(U0.ravel())
+        x = self.project_to_minima(U0.ravel())
         if self.recovery_error(x) < 1e-6:
             raise ValueError(
                 f"{self!r}: the projection landed on UUᵀ = M*; with m = {self.n_samples} measurements M* is "

@@ -147,7 +147,7 @@ def test_inputs_are_never_mutated_and_problems_keep_their_own_copies():
         getattr(problem, method)(x)
     problem.third_contract(x, x, x)
     problem.sample_grad(x, [0, 1])
-    problem.gauss_newton_project(x)
+    problem.project_to_minima(x)
     for a, a0 in ((Z, Z0), (y, y0), (x, x0)):
         np.testing.assert_array_equal(a, a0)
     f_before = problem.f(x)

@@ -164,7 +164,7 @@ def test_diagonal_network_flattest_minimum_recovers_the_sparse_ground_truth():
 def test_matrix_sensing_sharp_minimum_interpolates_with_large_extra_columns():
     problem = MatrixSensing.random(10, 4, 1, 10, rng=0)
     sharp = problem.sharp_minimum(scale=1.0)
-    truth = problem._truth_factor().ravel()
+    truth = problem.truth_factor().ravel()
     assert on_minima_set(problem, sharp)
     U = problem.as_matrix(sharp)
     assert np.linalg.norm(U[:, 1:]) > 0.5  # extra columns survive the projection
@@ -183,6 +183,6 @@ def test_matrix_sensing_sharp_minimum_refuses_when_the_truth_is_the_only_interpo
 def test_matrix_sensing_trace_is_constant_on_the_truth_orbit():
     # tr∇²f = ⟨K, UUᵀ⟩ + const, so every U with UUᵀ = M* has the same trace.
     problem = MatrixSensing.random(5, 3, 2, 8, rng=1)
-    U = problem._truth_factor()
+    U = problem.truth_factor()
     Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
     assert problem.trace_hess((U @ Q).ravel()) == pytest.approx(problem.trace_hess(U.ravel()), rel=1e-12)

@@ -1,0 +1,182 @@
+"""The command line: ``python -m flatref demo``, ``figures``, ``rates``, ``run`` and ``check`` (``--help`` on each).
+
+argparse only: each command calls the experiments and report layers and prints what they return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+
+from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
+from .driver import run
+from .experiments.parallel import dask_backend
+from .experiments.recipes import demo_cases, escape
+from .experiments.registry import CHECKS, RUN_CHOICES, make
+from .flatness import flatness_along, flatness_report
+from .report.figures import run_figure
+from .report.jobs import FIGURES, all_figures, draw, rates
+from .spectrum import top_eigenvalue_step
+from .testing import check_derivatives
+
+
+def demo(args) -> int:
+    """Escape sharp minima with RS and SA (GD for contrast), print how flat each run ends, draw Example 1."""
+    print("Escaping sharp minima: tr̄ at the limit Φ of the last iterate, the raw trace's gap to the")
+    print("flattest minimum, the stationarity metric |∂Φ ∇tr̄| and whether the end is (ε, √ε)-flat.\n")
+    header = (
+        f"{'problem':<26}{'method':<8}{'steps':>6}  {'tr̄(Φ) start → end':<20}{'trace gap':>18}{'metric':>10}   flat"
+    )
+    print(header)
+    print("-" * len(header))
+    start_time = time.perf_counter()
+    for label, problem, x0, methods, steps, eps in demo_cases():
+        start = flatness_report(problem, x0, eps, eps**0.5)
+        for k, method in enumerate(methods):
+            end = flatness_report(problem, escape(problem, method, x0, steps, rng=k), eps, eps**0.5)
+            tr_bar = f"{start.tr_bar_star:.4g} → {end.tr_bar_star:.4g}"
+            gap = f"{start.trace_gap:.3g} → {max(end.trace_gap, 0.0):.3g}"
+            verdict = f"{'yes' if end.is_flat else 'no'} (ε = {eps:g})"
+            name = type(method).__name__
+            print(f"{label:<26}{name:<8}{2 * steps + 100:>6}  {tr_bar:<20}{gap:>18}{end.metric:>10.2e}   {verdict}")
+    print(f"\n{time.perf_counter() - start_time:.1f} s. tr̄ divides the trace by d, so on the network the")
+    print("metric is small even at the sharp start; its trace gap is the readable number (docs/theory.md §6).")
+    print(f"\nwrote {draw('example1', args.out, jobs=1)} and its data, example1.csv")
+    return 0
+
+
+def _backend(args):
+    """A dask cluster for the block when ``--dask ADDRESS`` was given, else nothing."""
+    return dask_backend(args.dask) if getattr(args, "dask", None) else contextlib.nullcontext()
+
+
+def rates_command(args) -> int:
+    """Measure the iterations RS and SA need against Table 1's bounds; write rates.csv, .md and .png."""
+    start = time.perf_counter()
+    print(f"measuring the {'quick' if args.quick else 'full'} grid (progress on stderr) ...", flush=True)
+    with _backend(args):
+        result = rates(args.out, quick=args.quick, jobs=args.jobs, cache=args.cache, progress=True)
+    print(result.table)
+    for path in result.paths:
+        print(f"wrote {path}")
+    print(f"{result.computed} runs computed, {result.cached} from the cache; {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def figures(args) -> int:
+    """Draw every figure (PNG and CSV) into a folder."""
+    with _backend(args):
+        paths = all_figures(args.out, quick=args.quick, jobs=args.jobs, progress=True)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def make_method(args, eta):
+    """The step rule named by ``args.method`` with the parameters given on the command line."""
+    batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    return {
+        "gd": lambda: GD(eta),
+        "rs": lambda: RS(eta, args.eta_prime, args.rho, args.eps0),
+        "sa": lambda: SA(eta, args.eta_prime, args.rho, args.eps0, **batch),
+        "sam": lambda: SAM(eta, args.rho, **batch),
+        "labelnoise": lambda: LabelNoiseSGD(eta, args.sigma, **batch),
+    }[args.method]()
+
+
+def run_one(args) -> int:
+    """Run one method on one problem from its sharp minimum and summarize how flat it ends."""
+    problem = make(args.problem, args.seed)
+    try:
+        x0 = problem.sharp_minimum()
+    except NotImplementedError:  # every minimum of linear regression is equally flat
+        x0 = problem.random_minimum(args.seed)
+    eta = args.eta if args.eta is not None else top_eigenvalue_step(problem, x0)
+    try:
+        method = make_method(args, eta)
+        trajectory = run(problem, method, x0, steps=args.steps, rng=args.seed, record_every=max(1, args.steps // 50))
+    except (TypeError, ValueError) as err:
+        print(f"flatref run: error: {err}", file=sys.stderr)
+        return 2
+    start, end = (flatness_report(problem, x, args.eps, args.eps**0.5) for x in (x0, trajectory.x_last))
+    _summarize(problem, method, trajectory, start, end, args.eps)
+    if args.plot:
+        print(f"wrote {run_figure(problem, trajectory, flatness_along(problem, trajectory), args.plot)}")
+    return 0
+
+
+def _summarize(problem, method, trajectory, start, end, eps) -> None:
+    print(f"{problem!r}, {method!r}")
+    print(f"{trajectory.status} after {trajectory.steps} steps ({trajectory.grad_evals:.0f} gradient evaluations)")
+    f, g = trajectory.f, trajectory.grad_norm
+    print(f"f: {f[0]:.3e} → {f[-1]:.3e};  |∇f|: {g[0]:.2e} → {g[-1]:.2e}")
+    if end.limit.success:
+        gap = "" if end.trace_gap is None else f";  trace gap {start.trace_gap:.3g} → {end.trace_gap:.3g}"
+        print(f"tr̄(Φ): {start.tr_bar_star:.4g} → {end.tr_bar_star:.4g}{gap};  metric {end.metric:.2e}")
+    print(f"({eps:g}, {eps**0.5:.3g})-flat: {'yes' if end.is_flat else 'no'} ({end.limit.status})")
+
+
+def check(args) -> int:
+    """Check the exact derivatives of every family against Taylor remainders and finite differences."""
+    ok = True
+    for name, x in CHECKS.items():
+        problem = make(name)
+        for label, point in (("a random point", x), ("a point of the minima set", problem.random_minimum(0))):
+            result = check_derivatives(problem, point, rng=0)
+            print(f"[{label}] {result}\n")
+            ok &= result.passed
+    print("all derivative checks passed" if ok else "SOME DERIVATIVE CHECKS FAILED")
+    return 0 if ok else 1
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_run_arguments(command):
+    command.add_argument("--problem", required=True, choices=RUN_CHOICES, help="the test problem")
+    command.add_argument("--method", required=True, choices=["gd", "rs", "sa", "sam", "labelnoise"])
+    command.add_argument("--steps", type=int, default=2000, help="number of steps (default 2000)")
+    command.add_argument("--eta", type=float, help="step size η (default 1/λ_max at the start)")
+    command.add_argument("--eta-prime", type=float, default=0.05, help="perturbation step η′ (default 0.05)")
+    command.add_argument("--rho", type=float, default=0.1, help="radius ρ (default 0.1)")
+    command.add_argument("--eps0", type=float, default=float("inf"), help="gate ε0 (default ∞: always perturb)")
+    command.add_argument("--batch-size", type=int, help="batch size for SA, SAM, label noise")
+    command.add_argument("--sigma", type=float, default=0.1, help="label noise σ (default 0.1)")
+    command.add_argument("--eps", type=float, default=0.02, help="ε of the (ε, √ε)-flat test (default 0.02)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--plot", metavar="PNG", help="also draw f and tr̄(Φ) along the run into this file")
+
+
+def add_sweep_arguments(command):
+    command.add_argument("--jobs", type=_positive_int, help="worker processes (default: the CPUs)")
+    command.add_argument("--dask", metavar="ADDRESS",
+                         help="run on the dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs flatref[dask])")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="flatref", description="flatref: flat minima, exactly.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    subcommands = (("demo", demo), ("figures", figures), ("rates", rates_command), ("run", run_one), ("check", check))
+    for name, fun in subcommands:
+        doc = fun.__doc__.splitlines()[0]
+        command = commands.add_parser(name, help=doc, description=doc)
+        command.set_defaults(run=fun)
+        if name in ("demo", "figures", "rates"):
+            command.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+        if name == "figures":
+            command.add_argument("--quick", action="store_true", help="a fifth of the steps, for a quick look")
+            add_sweep_arguments(command)
+        if name == "rates":
+            command.add_argument("--quick", action="store_true", help="a small grid (under a minute), as in the tests")
+            command.add_argument("--cache", metavar="DIR", help="keep finished runs in DIR; a rerun skips them")
+            add_sweep_arguments(command)
+        if name == "run":
+            add_run_arguments(command)
+    args = parser.parse_args(argv)
+    return args.run(args)

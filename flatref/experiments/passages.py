@@ -1,0 +1,192 @@
+"""First-passage times of one run: the measurement behind Table 1 in numbers.
+
+A run starts at a problem's sharp minimum and records two first-passage times:
+
+- **flat**: the first step ``t`` at which ``x* = Φ(x_t)`` has ``‖∂Φ(x*) ∇tr̄(x*)‖ ≤ √ε``. Then
+  ``x_t`` is ``(ε, √ε)``-flat (Definition 3, eq. (6)) once the gradient steps Theorem 2
+  ends with have brought ``‖∇f‖`` below ``ε``; those steps leave ``Φ`` fixed to first order
+  (Lemma 6). ``‖∇f(x_t)‖`` at that step is recorded too.
+- **half**: the first step at which the raw trace gap ``tr ∇²f(x*) − min_{X*} tr ∇²f`` is at
+  most half its value at the start.
+
+**How ``Φ(x_t)`` is screened** (:func:`screen_limit`). Where the problem knows ``Φ`` in
+closed form (Example 1) it is used. Otherwise the problem's projection onto ``X*``
+(Gauss–Newton in Setting 1) stands in for ``Φ(x_t)``: both are
+``x_t − J⁺(p(x_t) − y) + O(dist²)``, so trace and metric differ by ``O(dist(x_t, X*)²)``,
+and the projection costs a few ``n × n`` solves where a flow costs hundreds of gradients
+(``tests/experiments/test_passages.py`` compares the two).
+
+**When.** Screening every step would cost more than the run, so the run is screened on
+a schedule (:func:`screening_steps`): chunks that grow by ``growth``, each screened at
+``1/records`` of its length, so a hit is exact to about ``(growth − 1)/records`` of ``t``
+(1.6 % with the defaults). The driver's callback screens and stops the run once every
+event is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import as_int, as_positive, as_vector
+from ..algorithms import StepRule
+from ..driver import run
+from ..errors import ConvergenceError
+from ..flatness import flattest_trace, metric_at_minimum
+from ..flow import limit_map
+from ..problems import Problem
+from ..status import Status
+
+
+@dataclass(frozen=True)
+class Hits:
+    """First-passage times of one run; ``None``: not reached.
+
+    Attributes:
+        to_flat: ``{ε: t}``, the first screened step whose limit has metric ``≤ √ε`` (0: the start).
+        grad_norm_at_flat: ``{ε: ‖∇f(x_t)‖}`` at that step.
+        x_at_flat: ``{ε: x_t}`` at that step. A few gradient steps from it reach ``‖∇f‖ ≤ ε``
+            without moving ``Φ`` to first order (Theorem 2's finish).
+        to_half: the first screened step at which the trace gap is at most half the start's.
+        steps: the steps run: the run stops once every event is reached, at ``max_steps``, or
+            when it diverges.
+        status: ``reached`` (every event), ``capped`` or ``diverged`` (a :class:`~flatref.status.Status`).
+        gap_start, gap_end: the trace gap at the limits of the first and the last screened iterate.
+        metric_start, metric_end: the metric there.
+    """
+
+    to_flat: dict
+    grad_norm_at_flat: dict = field(repr=False)
+    x_at_flat: dict = field(repr=False)
+    to_half: int | None
+    steps: int
+    status: Status
+    gap_start: float
+    gap_end: float
+    metric_start: float
+    metric_end: float
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+
+def screen_limit(problem: Problem, x) -> np.ndarray:
+    """``Φ(x)`` in closed form if the problem knows it, else its projection onto ``X*``, else the flow.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> screen_limit(Example1(), [2.0, 0.5]).tolist()        # exact: already on X*
+        [2.0, 0.5]
+    """
+    try:
+        return problem.exact_limit(x)
+    except NotImplementedError:
+        pass
+    try:
+        return problem.project_to_minima(x)
+    except ConvergenceError:
+        return limit_map(problem, x, throw=True).x
+
+
+def screening_steps(max_steps: int, *, first: int = 64, growth: float = 1.25, records: int = 16) -> list[int]:
+    """The steps at which a run is screened: chunks of ``first, ⌈first·growth⌉, …`` steps, each
+    screened every ``max(1, chunk // records)`` steps and at its end.
+
+    Examples:
+        >>> screening_steps(200, first=64, records=4)[:6]
+        [16, 32, 48, 64, 84, 104]
+    """
+    out, t, chunk = [], 0, first
+    while t < max_steps:
+        n = min(chunk, max_steps - t)
+        every = max(1, n // records)
+        out += [t + s for s in range(every, n + 1, every)]
+        if out[-1] != t + n:
+            out.append(t + n)
+        t, chunk = t + n, math.ceil(chunk * growth)
+    return out
+
+
+#: A first-passage run stopped by its callback reached every event; one that took every step was capped.
+_PASSAGE_STATUS = {Status.STOPPED: Status.REACHED, Status.COMPLETED: Status.CAPPED}
+
+
+class _Screen:
+    """The callback of a first-passage run: screens ``Φ(x_t)`` on the schedule, records hits,
+    and stops the run once every event is reached."""
+
+    def __init__(self, problem, eps, flattest, x0, schedule):
+        self.problem, self.eps, self.flattest, self.schedule = problem, eps, flattest, set(schedule)
+        self.to_flat, self.grad_norm_at_flat, self.x_at_flat, self.to_half = {}, {}, {}, None
+        self.gap_start, self.metric_start = self.gap, self.metric = self.measure(x0)
+        self.record(0, x0)
+
+    def measure(self, x):
+        x_star = screen_limit(self.problem, x)
+        return float(self.problem.trace_hess(x_star)) - self.flattest, metric_at_minimum(self.problem, x_star)
+
+    def record(self, t, x):
+        for e in self.eps:
+            if e not in self.to_flat and self.metric <= math.sqrt(e):
+                self.to_flat[e], self.x_at_flat[e] = t, x.copy()
+                self.grad_norm_at_flat[e] = float(np.linalg.norm(self.problem.grad(x)))
+        if self.to_half is None and self.gap <= self.gap_start / 2:
+            self.to_half = t
+
+    def done(self) -> bool:
+        return self.to_half is not None and len(self.to_flat) == len(self.eps)
+
+    def __call__(self, t, x) -> bool:
+        if t in self.schedule:
+            self.gap, self.metric = self.measure(x)
+            self.record(t, x)
+        return self.done()
+
+
+def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, rng=0) -> Hits:
+    """Run ``method`` from ``x0`` until its limit is ``√ε``-stationary for every ``ε`` and the trace gap has halved.
+
+    Args:
+        problem: a loss whose flattest minimum is known (:meth:`~flatref.problems.Problem.flat_minima`).
+        method: the step rule.
+        x0: the start, usually a sharp minimum.
+        eps: one ``ε > 0`` or several; the threshold of each is ``√ε``.
+        max_steps: stop after this many steps.
+        rng: a seed or generator for the run.
+
+    Raises:
+        ValueError: if the problem does not know its flattest trace.
+
+    Examples:
+        >>> from flatref import SA
+        >>> from flatref.problems import Example1
+        >>> hits = first_hits(Example1(), SA(0.05, 0.05, 0.3), [3.0, 1 / 3], 0.1, max_steps=2000)
+        >>> hits.status, 0 < hits.to_flat[0.1] <= hits.steps <= 2000
+        ('reached', True)
+    """
+    eps = tuple(sorted({as_positive(e, "eps") for e in np.atleast_1d(eps).tolist()}, reverse=True))
+    max_steps = as_int(max_steps, "max_steps", minimum=1)
+    flattest = flattest_trace(problem)
+    if flattest is None:
+        raise ValueError(f"{problem!r} does not know its flattest minimum, so the trace gap is undefined")
+    x0 = as_vector(x0, problem.dim, "x0")
+    screen = _Screen(problem, eps, flattest, x0, screening_steps(max_steps))
+    steps, status = 0, Status.REACHED
+    if not screen.done():
+        trajectory = run(problem, method, x0, steps=max_steps, rng=rng, record_every=max_steps, callback=screen)
+        steps, status = trajectory.steps, _PASSAGE_STATUS.get(trajectory.status, trajectory.status)
+    return Hits(
+        to_flat={e: screen.to_flat.get(e) for e in eps},
+        grad_norm_at_flat={e: screen.grad_norm_at_flat.get(e) for e in eps},
+        x_at_flat={e: screen.x_at_flat.get(e) for e in eps},
+        to_half=screen.to_half,
+        steps=steps,
+        status=status,
+        gap_start=screen.gap_start,
+        gap_end=screen.gap,
+        metric_start=screen.metric_start,
+        metric_end=screen.metric,
+    )

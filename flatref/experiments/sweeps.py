@@ -1,0 +1,262 @@
+"""Table 1 in numbers: the grid of first-passage runs, run through joblib with a resumable cache.
+
+Two parameter regimes, with ``η = 1/β`` and ``β = λ_max(∇²f)`` at the start:
+
+- ``"theory"``: :func:`~flatref.theory.rs_schedule` (Theorem 1) for RS and
+  :func:`~flatref.theory.sa_schedule` (Theorem 2, reconstructed) for SA at each ``ε``, with
+  ``δ = 1`` and the constants in :data:`CONSTANTS`;
+- ``"fixed"``: the same ``η′, ρ`` for both (:data:`FIXED`). There Lemma 4 against Lemma 2
+  predicts that RS needs ``d`` times SA's iterations.
+
+:func:`measure` runs every :class:`Case` of a :class:`Grid` through
+:func:`~flatref.experiments.parallel.parallel_map` (loky processes, or a dask cluster)
+and keeps each finished case in a :class:`RunCache`, keyed by the case's full
+configuration, so an interrupted sweep restarts where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .. import __version__
+from .._validation import as_int, as_positive
+from ..algorithms import RS, SA, StepRule
+from ..problems import Problem
+from ..spectrum import top_eigenvalue_step
+from ..theory import rs_schedule, sa_schedule
+from .parallel import parallel_map
+from .passages import first_hits
+from .registry import make, network_of_dim
+
+#: The free constants of the theorems' schedules (``δ = 1``), per problem and method. On the
+#: network, RS and SA share ``η′ = 10ε``; RS's ``ρ = 2√ε`` and SA's ``ρ = 0.1`` agree with
+#: the fixed regime's ``ρ`` at the largest ``ε`` of the grid.
+CONSTANTS = {
+    ("example1", "RS"): {"c_eta_prime": 2.0, "c_rho": 1.0},
+    ("example1", "SA"): {"c_eta_prime": 2.0, "c_rho": 1.0},
+    ("network", "RS"): {"c_eta_prime": 10.0, "c_rho": 2.0},
+    ("network", "SA"): {"c_eta_prime": 10.0, "c_rho": 0.1},
+}
+
+#: ``(η′, ρ)`` of the fixed regime, the same for RS and SA (those of the figures).
+FIXED = {"example1": (0.05, 0.3), "network": (0.05, 0.1)}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What :func:`measure` runs.
+
+    Attributes:
+        network_dims: the diagonal networks' ``d = 2D``, multiples of 8
+            (:func:`~flatref.experiments.registry.network_of_dim`).
+        network_eps, example1_eps: the ``ε`` values.
+        seeds: runs per cell (algorithm seeds ``0 … seeds − 1``).
+        max_steps: the cap of every run.
+    """
+
+    network_dims: tuple[int, ...]
+    network_eps: tuple[float, ...]
+    example1_eps: tuple[float, ...]
+    seeds: int
+    max_steps: int
+
+    def __post_init__(self):
+        for d in self.network_dims:
+            if as_int(d, "network_dims", minimum=16) % 8:
+                raise ValueError(f"network_dims must be multiples of 8, got {d}")
+        for name in ("network_eps", "example1_eps"):
+            if not all(0 < as_positive(e, name) < 1 for e in getattr(self, name)):
+                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        as_int(self.seeds, "seeds", minimum=1)
+        as_int(self.max_steps, "max_steps", minimum=1)
+
+
+#: The full grid (about 5 minutes on 2 cores): 5 network sizes, ε a factor √2 apart.
+FULL = Grid(
+    network_dims=(16, 32, 64, 128, 256),
+    network_eps=tuple(0.01 * 2.0 ** (-k / 2) for k in range(4)),
+    example1_eps=tuple(0.1 * 2.0**-k for k in range(5)),
+    seeds=5,
+    max_steps=250_000,
+)
+
+#: A grid for the tests (under a minute on 2 cores).
+QUICK = Grid(network_dims=(16, 32, 64), network_eps=(0.01, 0.005), example1_eps=(0.1, 0.05, 0.025), seeds=2,
+             max_steps=60_000)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """One run: ``eps`` holds the one ``ε`` of the theory regime's schedule, or every threshold of
+    the fixed regime; ``max_steps`` caps it."""
+
+    problem: str
+    dim: int
+    regime: str
+    method: str
+    eps: tuple[float, ...]
+    seed: int
+    max_steps: int
+
+    def key(self) -> str:
+        """A digest of the full configuration (and flatref's version): the cache's file name."""
+        config = json.dumps({"case": dataclasses.asdict(self), "version": __version__}, sort_keys=True)
+        return hashlib.sha256(config.encode()).hexdigest()[:32]
+
+
+def cases(grid: Grid) -> list[Case]:
+    """Every run of ``grid``: each problem size, regime, method and seed (and ``ε`` in the theory regime).
+
+    Examples:
+        >>> len(cases(QUICK))       # (3 + 1) + 3 × (2 + 1) cases per method and seed
+        52
+    """
+    sizes = [("example1", 2, grid.example1_eps)] + [("network", d, grid.network_eps) for d in grid.network_dims]
+    out = []
+    for problem, dim, eps in sizes:
+        for method in ("RS", "SA"):
+            for seed in range(grid.seeds):
+                out += [Case(problem, dim, "theory", method, (e,), seed, grid.max_steps) for e in eps]
+                out.append(Case(problem, dim, "fixed", method, tuple(eps), seed, grid.max_steps))
+    return out
+
+
+@lru_cache(maxsize=None)
+def problem_of(name: str, dim: int) -> Problem:
+    """Example 1, or :func:`~flatref.experiments.registry.network_of_dim`."""
+    return make("example1") if name == "example1" else network_of_dim(dim)
+
+
+def method_of(case: Case, problem: Problem, x0) -> StepRule:
+    """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` from its regime."""
+    eta = top_eigenvalue_step(problem, x0)
+    if case.regime == "fixed":
+        eta_prime, rho = FIXED[case.problem]
+    else:
+        (eps,) = case.eps
+        constants = CONSTANTS[case.problem, case.method]
+        if case.method == "RS":
+            schedule = rs_schedule(1.0 / eta, eps, 1.0, **constants)
+        else:
+            schedule = sa_schedule(1.0 / eta, eps, 1.0, problem.dim, **constants)
+        eta_prime, rho = schedule.eta_prime, schedule.rho
+    return {"RS": RS, "SA": SA}[case.method](eta, eta_prime, rho)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of ``rates.csv``: one run and one threshold ``ε`` (``None``: not reached)."""
+
+    problem: str
+    dim: int
+    regime: str
+    method: str
+    eps: float
+    seed: int
+    eta: float
+    eta_prime: float
+    rho: float
+    steps_to_flat: int | None
+    grad_norm_at_flat: float | None
+    steps_to_half: int | None
+    steps_run: int
+    max_steps: int
+    status: str
+    gap_start: float
+    gap_end: float
+    metric_start: float
+    metric_end: float
+
+
+#: The columns of ``rates.csv``.
+COLUMNS = tuple(f.name for f in dataclasses.fields(Row))
+
+
+def measure_case(case: Case) -> list[Row]:
+    """Run one case from its problem's sharp minimum; one :class:`Row` per threshold ``ε``."""
+    problem = problem_of(case.problem, case.dim)
+    x0 = problem.sharp_minimum()
+    method = method_of(case, problem, x0)
+    hits = first_hits(problem, method, x0, case.eps, max_steps=case.max_steps, rng=case.seed)
+    return [
+        Row(case.problem, case.dim, case.regime, case.method, e, case.seed, method.eta, method.eta_prime, method.rho,
+            hits.to_flat[e], hits.grad_norm_at_flat[e], hits.to_half, hits.steps, case.max_steps, str(hits.status),
+            hits.gap_start, hits.gap_end, hits.metric_start, hits.metric_end)  # fmt: skip
+        for e in case.eps
+    ]
+
+
+class RunCache:
+    """Finished cases on disk, one JSON file per case named by :meth:`Case.key`.
+
+    The client writes each case as its result arrives, so the workers (local or on a
+    dask cluster) need no shared file system; an interrupted sweep keeps what finished.
+    Floats round-trip exactly through JSON (``repr`` is shortest-exact).
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    def _path(self, case: Case) -> Path:
+        return self.directory / f"{case.key()}.json"
+
+    def get(self, case: Case) -> list[Row] | None:
+        path = self._path(case)
+        if not path.exists():
+            return None
+        return [Row(**row) for row in json.loads(path.read_text(encoding="utf-8"))["rows"]]
+
+    def put(self, case: Case, rows: list[Row]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = {"case": dataclasses.asdict(case), "rows": [dataclasses.asdict(r) for r in rows]}
+        tmp = self._path(case).with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(tmp, self._path(case))  # atomic: a killed sweep never leaves half a file
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What :func:`measure` returns: the rows in grid order, and how many cases ran or came from the cache."""
+
+    rows: list = field(repr=False)
+    computed: int
+    cached: int
+
+
+def _cost(case: Case):
+    """Sort key, most expensive first: RS, large ``d``, small ``ε`` (keeps the workers busy to the end)."""
+    return (case.method == "RS", case.dim, -min(case.eps))
+
+
+def measure(grid: Grid = FULL, *, jobs: int | None = None, cache=None, on_done=None) -> Sweep:
+    """Every run of ``grid`` (:func:`measure_case`), through joblib, skipping cases in ``cache``.
+
+    Args:
+        grid: the grid.
+        jobs: workers (default: the CPUs); see :func:`~flatref.experiments.parallel.parallel_map`.
+        cache: a :class:`RunCache` or a directory for one, or ``None`` (no cache).
+        on_done: ``on_done(index, case, rows, seconds)`` as each computed case finishes.
+
+    Each case has its own seed, so the rows do not depend on ``jobs``, the backend or the
+    scheduling.
+    """
+    cache = RunCache(cache) if cache is not None and not isinstance(cache, RunCache) else cache
+    all_cases = cases(grid)
+    done = {case: cache.get(case) for case in all_cases} if cache is not None else {}
+    todo = sorted((c for c in all_cases if done.get(c) is None), key=_cost, reverse=True)
+
+    def finished(k, case, rows, seconds):
+        if cache is not None:
+            cache.put(case, rows)
+        if on_done is not None:
+            on_done(k, case, rows, seconds)
+
+    done.update(zip(todo, parallel_map(measure_case, todo, jobs=jobs, on_done=finished)))
+    return Sweep([row for case in all_cases for row in done[case]], computed=len(todo),
+                 cached=len(all_cases) - len(todo))  # fmt: skip

@@ -1,0 +1,415 @@
+"""The limit map of gradient flow (Definition 1), its Jacobian, and the tangent projector.
+
+``Φ(x) := lim_{t→∞} x(t)`` with ``x(0) = x`` and ``ẋ = −∇f(x)`` (Ahn, Jadbabaie & Sra,
+2024, Definition 1). ``∂Φ(x) = lim_{t→∞} W(t)`` with ``Ẇ = −∇²f(x(t)) W``, ``W(0) = I``
+(the variational equation). At a point ``x*`` of the minima set ``X*``, where ``X*`` is
+locally a manifold and ``rank ∇²f(x*) = d − dim X*``, ``∂Φ(x*)`` is the orthogonal
+projector onto the tangent space (the null space of ``∇²f(x*)``); for Setting 1 that
+is ``I − Jᵀ(JJᵀ)⁺J`` with ``J`` the output Jacobian (eq. (31)).
+
+How :func:`limit_map` computes ``Φ`` (docs/theory.md §6):
+
+1. integrate the flow with :func:`scipy.integrate.solve_ivp` (DOP853 by default)
+   until the terminal event ``‖∇f(x)‖ ≤ gtol``;
+2. *finish* with the problem's projection onto ``X*``
+   (:meth:`~flatref.problems.Problem.project_to_minima`: Gauss–Newton
+   ``x ← x − J⁺(p(x) − y)`` in Setting 1, Newton steps on the top eigenspace of
+   ``∇²f`` otherwise). It lands ``O(dist(x, X*)²)`` from the flow's limit, so it is
+   accepted only when its step is below ``finish_radius`` (error ``≈ C·finish_radius²``,
+   below ``1e-10`` on our problems); otherwise the flow goes on to ``refine · gtol``
+   and tries again.
+3. classify: a point where ``∇²f`` has an eigenvalue below
+   ``−saddle_tol · max(1, λ_max)`` is a saddle. A projection that certifies a global
+   minimum (``problem.projection_is_global``: ``p(x) = y`` in Setting 1) needs no eigenvalues.
+
+The result's status is one of :class:`~flatref.status.Status`: ``converged``,
+``saddle``, ``diverged``, ``max_time`` (flow time spent), ``budget`` (gradient
+evaluations spent) or ``stalled`` (``‖∇f‖`` stopped falling and the finish was rejected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from ._validation import as_array, as_int, as_positive, as_vector
+from .errors import ConvergenceError, LimitMapError
+from .geometry import project_tangent
+from .problems import Problem
+from .spectrum import extreme_eigenvalues
+from .status import Status, describe
+
+_IMPLICIT = ("Radau", "BDF", "LSODA")
+
+
+@dataclass(frozen=True)
+class LimitPoint:
+    """The result of :func:`limit_map`.
+
+    Attributes:
+        x: the limit ``Φ(x0)`` (for a failed flow, the last point reached).
+        status: a :class:`~flatref.status.Status` (``converged``, ``saddle``, ``diverged``,
+            ``max_time``, ``budget`` or ``stalled``).
+        message: what the status means, with details.
+        grad_norm: ``‖∇f(x)‖`` at the returned point.
+        flow_time: the flow time integrated.
+        n_grad: gradient evaluations.
+        n_hess: Hessian-type evaluations: one per finish attempt and per saddle check, and
+            the implicit solvers' Jacobians.
+        finish_step: the length of the finishing correction (0 without one).
+        min_eigenvalue: the smallest eigenvalue of ``∇²f(x)`` where it was computed, else ``None``.
+    """
+
+    x: np.ndarray = field(repr=False)
+    status: Status
+    message: str = field(repr=False)
+    grad_norm: float
+    flow_time: float
+    n_grad: int
+    n_hess: int
+    finish_step: float
+    min_eigenvalue: float | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when the flow converged to a minimum."""
+        return self.status.success
+
+
+class _Blowup(Exception):
+    """Raised inside the right-hand side when the gradient is not finite."""
+
+
+class _Budget(Exception):
+    """Raised inside the right-hand side when the gradient budget is spent."""
+
+
+class _Stalled(Exception):
+    """Raised inside the right-hand side when ``‖∇f‖`` has not halved for ``stall_evals`` evaluations."""
+
+
+class _GradientCache:
+    """``∇f`` with a one-point memory: solve_ivp's event calls hit the point its step just evaluated."""
+
+    def __init__(self, problem: Problem):
+        self.grad = problem.unchecked.grad  # points come from the integrator: float vectors of length d
+        self.n_grad = 0
+        self._key = None
+        self._value = None
+
+    def __call__(self, x):
+        key = x.tobytes()
+        if key != self._key:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence below
+                value = self.grad(x)
+            self.n_grad += 1
+            if not np.all(np.isfinite(value)):
+                raise _Blowup
+            self._key, self._value = key, value
+        return self._value
+
+
+def limit_map(
+    problem: Problem,
+    x,
+    *,
+    gtol: float = 1e-6,
+    rtol: float = 1e-9,
+    atol: float = 1e-12,
+    method: str = "DOP853",
+    finish: bool = True,
+    finish_radius: float = 1e-5,
+    finish_max_iter: int = 8,
+    refine: float = 1e-2,
+    max_time: float = 1e8,
+    max_grad_evals: int = 200_000,
+    stall_evals: int = 5_000,
+    blowup: float = 1e6,
+    saddle_tol: float = 1e-5,
+    throw: bool = False,
+) -> LimitPoint:
+    """The limit ``Φ(x)`` of the gradient flow ``ẋ = −∇f(x)`` started at ``x`` (Definition 1).
+
+    Args:
+        problem: the loss.
+        x: the starting point.
+        gtol: the flow stops at ``‖∇f‖ ≤ gtol``, and once more at ``refine · gtol`` if the
+            finish is not accepted. The integrated ``‖∇f‖`` cannot fall much below
+            ``rtol · ‖x‖ · λ_max(∇²f)``, so without a finish ``gtol`` must stay above that.
+        rtol, atol: solve_ivp's tolerances. Errors of the integrated path along the
+            minima set are never corrected later, so they are tight; looser ones
+            also let an explicit method stall on stiff problems, with ``‖∇f‖``
+            held above ``gtol`` by its own step-size control (seen at ``rtol = 1e-8``).
+        method: any solve_ivp method; implicit ones (``Radau``, ``BDF``, ``LSODA``)
+            get the exact Jacobian ``−∇²f``.
+        finish: apply the projection finish described in the module docstring.
+        finish_radius: accept a finish whose step is at most ``finish_radius`` (in the
+            units of ``x``). Its error is ``≈ C · step²`` with ``C`` measured at 0.06
+            (Example 1), 0.2 (diagonal network) and 1 (matrix sensing): about ``1e-10``.
+        finish_max_iter: the projection's step limit. Gauss–Newton converges
+            quadratically from within ``finish_radius``, so 8 steps suffice there; a
+            projection that needs more started too far away to be accepted anyway.
+        refine: the second flow stage stops at ``refine · gtol``: a hundredfold smaller
+            gradient puts the point about a hundred times closer to ``X*`` (``‖∇f‖ ∝ dist``
+            near a non-degenerate minimum), so the finish's ``O(dist²)`` error falls ``10⁴``-fold.
+        max_time: the largest flow time.
+        max_grad_evals: the largest number of gradient evaluations (then status ``budget``).
+        stall_evals: a flow stage stops early when ``‖∇f‖`` has not halved within this
+            many evaluations (a ``gtol`` below what the integrator can reach, or the slow
+            approach to a degenerate minimum); the finish is tried there. If the last
+            stage stalls and the finish is rejected, the status is ``stalled``.
+        blowup: the flow has diverged when ``‖x(t)‖ > blowup · (1 + ‖x(0)‖)``.
+        saddle_tol: a Hessian eigenvalue below ``−saddle_tol · max(1, λ_max)`` makes a saddle.
+        throw: raise :class:`~flatref.errors.LimitMapError` instead of returning a failed limit.
+
+    Returns:
+        A :class:`LimitPoint`; a flow that fails says so in ``status``, never with NaN.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> limit = limit_map(Example1(), [2.0, 0.1])
+        >>> limit.status, limit.x.round(6).tolist()          # x1² − x2² = 3.99 is conserved
+        ('converged', [2.112432, 0.473388])
+        >>> limit_map(Example1(), [1.0, -1.0]).status        # the flow ends at the saddle (0, 0)
+        'saddle'
+    """
+    x0 = as_vector(x, problem.dim)
+    flow = _Flow.checked(problem, method, rtol=rtol, atol=atol, max_time=max_time, max_grad_evals=max_grad_evals,
+                         stall_evals=stall_evals, max_norm=as_positive(blowup, "blowup") * (1 + np.linalg.norm(x0)))
+    stages = (as_positive(gtol, "gtol"), gtol * as_positive(refine, "refine"))
+    finish_radius = as_positive(finish_radius, "finish_radius")
+    finish_max_iter = as_int(finish_max_iter, "finish_max_iter", minimum=1)
+    saddle_tol = as_positive(saddle_tol, "saddle_tol")
+    result = _limit(problem, flow, x0, stages, finish and (finish_radius, finish_max_iter), saddle_tol)
+    if throw and not result.success:
+        raise LimitMapError(result)
+    return result
+
+
+def _limit(problem, flow, z, stages, finish, saddle_tol) -> LimitPoint:
+    """Flow stage by stage, finishing after each one (``finish``: ``False`` or ``(radius, max_iter)``)."""
+    t, step = 0.0, 0.0
+    for threshold in stages:
+        z, t, status, detail = flow.run(z, t, threshold)
+        if status is not None:
+            return flow.result(z, status, detail, t, 0.0)
+        if not finish:
+            break
+        finished, length = _finish(problem, z, *finish)
+        flow.n_hess += 1
+        if finished is not None:
+            z, step = finished, length
+            if problem.projection_is_global:
+                return flow.result(z, Status.CONVERGED, "the projection reached p(x) = y", t, step)
+            break
+    else:
+        if flow.stalled:
+            detail = f"|grad f| = {np.linalg.norm(flow.grad(z)):.3g} and the finish was rejected"
+            return flow.result(z, Status.STALLED, detail, t, 0.0)
+    return _classify(problem, flow, z, t, step, saddle_tol)
+
+
+def _finish(problem, z, radius, max_iter):
+    """The problem's projection of ``z`` onto ``X*`` and its length, or ``(None, inf)`` if rejected."""
+    try:
+        finished = problem.project_to_minima(z, max_iter=max_iter)
+    except ConvergenceError:
+        return None, np.inf
+    length = float(np.linalg.norm(finished - z))
+    return (finished, length) if length <= radius else (None, np.inf)
+
+
+def _classify(problem, flow, z, t, step, saddle_tol) -> LimitPoint:
+    """``converged`` or ``saddle`` by the smallest Hessian eigenvalue at the end point."""
+    lam_min, lam_max = extreme_eigenvalues(problem, z)
+    flow.n_hess += 1
+    status = Status.SADDLE if lam_min < -saddle_tol * max(1.0, lam_max) else Status.CONVERGED
+    detail = f"smallest Hessian eigenvalue {lam_min:.3g}" + (" (the flow stalled above gtol)" if flow.stalled else "")
+    return flow.result(z, status, detail, t, step, lam_min)
+
+
+@dataclass
+class _Flow:
+    """Integrates ``ż = −∇f(z)`` from a state until ``‖∇f‖ ≤ threshold``, or a failure."""
+
+    problem: Problem
+    grad: _GradientCache
+    method: str
+    rtol: float
+    atol: float
+    max_time: float
+    max_grad_evals: int
+    stall_evals: int
+    max_norm: float
+    n_hess: int = 0
+    stalled: bool = False
+
+    @classmethod
+    def checked(cls, problem, method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
+        """A flow with its options checked (each ``ValueError``/``TypeError`` names the argument)."""
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem must be a flatref Problem, got {type(problem).__name__}")
+        return cls(
+            problem, _GradientCache(problem), method, as_positive(rtol, "rtol"), as_positive(atol, "atol"),
+            as_positive(max_time, "max_time"), as_int(max_grad_evals, "max_grad_evals", minimum=1),
+            as_int(stall_evals, "stall_evals", minimum=1), max_norm,
+        )  # fmt: skip
+
+    def result(self, z, status, detail, t, step, lam_min=None) -> LimitPoint:
+        grad_norm = float(np.linalg.norm(self.grad(z))) if status is not Status.DIVERGED else float("inf")
+        return LimitPoint(
+            x=z, status=status, message=describe(status, detail), grad_norm=grad_norm, flow_time=float(t),
+            n_grad=self.grad.n_grad, n_hess=self.n_hess, finish_step=float(step),
+            min_eigenvalue=None if lam_min is None else float(lam_min),
+        )  # fmt: skip
+
+    def run(self, z, t0, threshold):
+        """Returns ``(z, t, status, detail)``; ``status`` is ``None`` when the threshold was reached
+        or the flow stalled (then ``self.stalled``)."""
+        self.stalled = False
+        self._last, self._last_t = z, t0
+        self._best, self._best_at = np.inf, self.grad.n_grad
+        self._lowest = (np.inf, z, t0)
+        try:
+            if np.linalg.norm(self.grad(z)) <= threshold:
+                return z, t0, None, ""
+            sol = self._integrate(z, t0, threshold)
+        except _Blowup:
+            return self._last, self._last_t, Status.DIVERGED, "non-finite gradient"
+        except _Budget:
+            return self._last, self._last_t, Status.BUDGET, f"{self.max_grad_evals} gradient evaluations used"
+        except _Stalled:
+            self.stalled = True
+            _, z, t = self._lowest
+            return z, t, None, ""
+        z, t = sol.y[:, -1], sol.t[-1]
+        if sol.status == -1:
+            return z, t, Status.DIVERGED, sol.message
+        if sol.t_events[1].size:
+            return z, t, Status.DIVERGED, f"|x| exceeded {self.max_norm:.3g}"
+        if not sol.t_events[0].size:
+            return z, t, Status.MAX_TIME, f"flow time {self.max_time:.3g} reached"
+        return z, t, None, ""
+
+    def _integrate(self, z, t0, threshold):
+        events = [self._converged(threshold), self._escaped()]
+        options = {"jac": self._jac} if self.method in _IMPLICIT else {}
+        return solve_ivp(self._rhs, (t0, self.max_time), z, method=self.method, rtol=self.rtol, atol=self.atol,
+                         events=events, **options)  # fmt: skip
+
+    def _rhs(self, t, z):
+        if self.grad.n_grad >= self.max_grad_evals:
+            raise _Budget
+        g = self.grad(z)
+        norm = np.linalg.norm(g)
+        self._last, self._last_t = z, t
+        if norm < self._lowest[0]:
+            self._lowest = (norm, z, t)  # where a stalled stage ends
+        if norm <= 0.5 * self._best:
+            self._best, self._best_at = norm, self.grad.n_grad
+        elif self.grad.n_grad - self._best_at > self.stall_evals:
+            raise _Stalled
+        return -g
+
+    def _jac(self, t, z):
+        self.n_hess += 1
+        return -self.problem.unchecked.hess(z)
+
+    def _converged(self, threshold):
+        def event(t, z):
+            return np.linalg.norm(self.grad(z)) - threshold
+
+        event.terminal = True
+        return event
+
+    def _escaped(self):
+        def event(t, z):
+            return self.max_norm - np.linalg.norm(z)
+
+        event.terminal = True
+        return event
+
+
+# ------------------------------------------------------------- ∂Φ off X*
+def limit_jacobian(
+    problem: Problem,
+    x,
+    v=None,
+    *,
+    gtol: float = 1e-9,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    method: str = "DOP853",
+    max_time: float = 1e8,
+    max_evals: int = 50_000,
+) -> np.ndarray:
+    """``∂Φ(x)`` (or the product ``∂Φ(x) v``) from the variational equation along the flow.
+
+    Integrates ``ẋ = −∇f(x)``, ``Ẇ = −∇²f(x) W`` with ``W(0) = I`` (or ``v``) until
+    ``‖∇f(x)‖ ≤ gtol`` and ``‖∇²f(x) W‖ ≤ gtol ‖W‖``, then returns ``P W`` with ``P`` the
+    tangent projector at the end point: ``∂Φ(x) = ∂Φ(x_T) W(T)`` exactly, and
+    ``∂Φ(x_T) = P + O(dist(x_T, X*))``. Products use :meth:`Problem.hess_vec`, so
+    ``v`` of shape ``(d,)`` or ``(d, k)`` never needs a ``d × d`` matrix.
+
+    Raises:
+        LimitMapError: if the flow does not converge to a minimum (checked first with
+            :func:`limit_map`: towards a saddle ``W`` grows without bound).
+        ConvergenceError: if ``W`` has not settled after ``max_evals`` right-hand sides
+            (near a degenerate minimum, where some normal rates are almost zero).
+
+    Examples:
+        >>> from flatref.problems import LinearRegression
+        >>> problem = LinearRegression.random(2, 4, rng=0)
+        >>> x = problem.random_minimum(0) + 0.1
+        >>> bool(np.allclose(limit_jacobian(problem, x), problem.exact_limit_jacobian(x), atol=1e-7))
+        True
+    """
+    x0 = as_vector(x, problem.dim)
+    W0 = np.eye(problem.dim) if v is None else as_array(v, "v")
+    if W0.shape[:1] != (problem.dim,) or W0.ndim > 2:
+        raise ValueError(f"v must have shape ({problem.dim},) or ({problem.dim}, k), got shape {W0.shape}")
+    gtol, rtol, atol, max_time = (
+        as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
+    )
+    limit = limit_map(problem, x0, method=method, max_time=max_time, throw=True)
+    variational = _Variational(problem, as_int(max_evals, "max_evals", minimum=1), gtol)
+    sol = solve_ivp(variational.rhs, (0.0, max_time), np.concatenate([x0, W0.ravel()]), method=method, rtol=rtol,
+                    atol=atol, events=[variational.settled])  # fmt: skip
+    if sol.status != 1:
+        raise LimitMapError(limit)
+    d = problem.dim
+    z, W = sol.y[:d, -1], sol.y[d:, -1].reshape(d, -1)
+    return project_tangent(problem, z, W).reshape(W0.shape)
+
+
+class _Variational:
+    """The state ``(x, W)`` of the variational equation, with ``(∇f(x), ∇²f(x) W)`` remembered
+    for the event at the state the step just evaluated."""
+
+    def __init__(self, problem: Problem, max_evals: int, gtol: float):
+        self.problem, self.max_evals, self.gtol = problem, max_evals, gtol
+        self.evals, self._key, self._value = 0, None, None
+
+    def derivatives(self, state):
+        key = state.tobytes()
+        if key != self._key:
+            self.evals += 1
+            if self.evals > self.max_evals:
+                raise ConvergenceError(f"the variational equation did not settle within {self.max_evals} evaluations")
+            d = self.problem.dim
+            z, W = state[:d], state[d:].reshape(d, -1)
+            self._key, self._value = key, (self.problem.unchecked.grad(z), self.problem.unchecked.hess_vec(z, W))
+        return self._value
+
+    def rhs(self, t, state):
+        g, HW = self.derivatives(state)
+        return -np.concatenate([g, HW.ravel()])
+
+    def settled(self, t, state):
+        g, HW = self.derivatives(state)
+        W_norm = np.linalg.norm(state[self.problem.dim :])
+        return max(np.linalg.norm(g), np.linalg.norm(HW) / max(W_norm, 1.0)) - self.gtol
+
+    settled.terminal = True

@@ -1,0 +1,11 @@
+"""The report layer: figures drawn from given data, tables, files and progress printers.
+
+It imports the core and :mod:`flatref.experiments` (never the reverse), computes
+nothing of its own beyond formatting, and is the only layer that imports matplotlib:
+
+- :mod:`~flatref.report.files`: the Agg backend, byte-stable PNGs, CSVs;
+- :mod:`~flatref.report.figures`: one function per figure, from the recipes' data;
+- :mod:`~flatref.report.tables`: the markdown of Table 1 in numbers;
+- :mod:`~flatref.report.progress`: printers passed to the core as callbacks;
+- :mod:`~flatref.report.jobs`: the commands' jobs (every figure; the rates), which compute and write.
+"""

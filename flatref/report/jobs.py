@@ -1,0 +1,80 @@
+"""The commands' jobs: compute with the experiments layer, then draw and write with this one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..experiments import recipes
+from ..experiments.stats import Speedup, fits, speedup
+from ..experiments.sweeps import COLUMNS, FULL, QUICK, Grid, cases, measure
+from .figures import batch_figure, example1_figure, network_figure, rates_figure, sensing_figure
+from .files import csv_value, write_figure
+from .progress import SweepProgress, log
+from .tables import markdown
+
+#: Each figure: its runs (a recipe), its drawing and its full number of steps.
+FIGURES = {
+    "example1": (recipes.example1_runs, example1_figure, 3000),
+    "network": (recipes.network_runs, network_figure, 3000),
+    "batch": (recipes.batch_runs, batch_figure, 2000),
+    "sensing": (recipes.sensing_runs, sensing_figure, 3000),
+}
+
+
+def draw(name: str, out_dir, *, quick: bool = False, jobs: int | None = None, progress: bool = False) -> Path:
+    """Compute the runs of figure ``name`` (a fifth of the steps if ``quick``) and write its PNG and CSV."""
+    runs, figure, steps = FIGURES[name]
+    on_done = None
+    if progress:
+        log(f"{name}:")
+        on_done = SweepProgress(None, lambda task: f"{task.setup}: {task.label}, {task.steps} steps")
+    data = runs(steps=steps // 5 if quick else steps, jobs=jobs, on_done=on_done)
+    return figure(data, out_dir)
+
+
+def all_figures(out_dir, *, quick: bool = False, jobs: int | None = None, progress: bool = False) -> list[Path]:
+    """Every figure, into ``out_dir``."""
+    return [draw(name, out_dir, quick=quick, jobs=jobs, progress=progress) for name in FIGURES]
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What :func:`rates` measured and wrote."""
+
+    grid: Grid
+    rows: list = field(repr=False)
+    fits: list = field(repr=False)
+    speedup: Speedup
+    table: str = field(repr=False)
+    paths: tuple
+    computed: int
+    cached: int
+
+
+def rates(out_dir="figures", *, quick: bool = False, jobs: int | None = None, cache=None,
+          progress: bool = False) -> Rates:  # fmt: skip
+    """Measure the grid (:data:`~flatref.experiments.sweeps.FULL`, or ``QUICK``), fit, and write
+    ``rates.csv`` (every run), ``rates.md`` (the fitted exponents next to Table 1's) and
+    ``rates.png`` into ``out_dir``. ``cache``: a folder that keeps finished runs (resumable)."""
+    grid = QUICK if quick else FULL
+    on_done = SweepProgress(len(cases(grid)), _describe) if progress else None
+    sweep = measure(grid, jobs=jobs, cache=cache, on_done=on_done)
+    rows = sweep.rows
+    fitted, ratio = fits(rows), speedup(rows)
+    table = markdown(grid, rows, fitted, ratio)
+    out_dir = Path(out_dir)
+    png = write_figure(rates_figure(grid, rows, ratio), out_dir, "rates", COLUMNS, csv_rows(rows))
+    md = out_dir / "rates.md"
+    md.write_text(table, encoding="utf-8")
+    return Rates(grid, rows, fitted, ratio, table, (out_dir / "rates.csv", md, png), sweep.computed, sweep.cached)
+
+
+def csv_rows(rows) -> list[list[str]]:
+    """The cells of ``rates.csv``: one list per :class:`~flatref.experiments.sweeps.Row`, in :data:`COLUMNS` order."""
+    return [[csv_value(getattr(row, c)) for c in COLUMNS] for row in rows]
+
+
+def _describe(case) -> str:
+    eps = ",".join(f"{e:.3g}" for e in case.eps)
+    return f"{case.problem} d={case.dim} {case.regime} {case.method} eps={eps} seed={case.seed}"

@@ -1,0 +1,50 @@
+"""Progress printers: objects passed to the core and the experiments as callbacks (pymanopt's printer).
+
+The core never prints; the command line hands these in.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class RunProgress:
+    """A :func:`flatref.run` callback that prints ``f(x_t)`` about every tenth of the run.
+
+    Examples:
+        >>> import io, flatref as fr
+        >>> from flatref.problems import Example1
+        >>> stream = io.StringIO()
+        >>> progress = RunProgress(Example1(), "GD", steps=20, every=10, stream=stream)
+        >>> _ = fr.run(Example1(), fr.GD(0.05), [2.0, 0.6], steps=20, callback=progress)
+        >>> print(stream.getvalue().splitlines()[0])
+        GD: step 10/20, f = 7.586e-07
+    """
+
+    def __init__(self, problem, label: str, steps: int, *, every: int | None = None, stream=None):
+        self.problem, self.label, self.steps = problem, label, steps
+        self.every = every or max(1, steps // 10)
+        self.stream = stream if stream is not None else sys.stderr
+
+    def __call__(self, t, x) -> bool:
+        if t % self.every == 0:
+            print(f"{self.label}: step {t}/{self.steps}, f = {self.problem.f(x):.3e}", file=self.stream, flush=True)
+        return False
+
+
+class SweepProgress:
+    """An ``on_done`` for the sweeps: one line per finished task, ``[k/N] label (seconds)`` (``N``: ``total``, if given)."""
+
+    def __init__(self, total: int | None, describe=str, *, stream=None):
+        self.total, self.describe, self.count = total, describe, 0
+        self.stream = stream if stream is not None else sys.stderr
+
+    def __call__(self, index, task, result, seconds) -> None:
+        self.count += 1
+        count = self.count if self.total is None else f"{self.count}/{self.total}"
+        print(f"  [{count}] {self.describe(task)} ({seconds:.0f} s)", file=self.stream, flush=True)
+
+
+def log(message: str, *, stream=None) -> None:
+    """One line of progress on stderr."""
+    print(message, file=stream if stream is not None else sys.stderr, flush=True)

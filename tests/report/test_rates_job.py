@@ -1,0 +1,60 @@
+"""Table 1 in numbers end to end: ``python -m flatref rates --quick`` writes every run, the table and the figure."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from flatref.cli import main
+from flatref.experiments.sweeps import QUICK
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rates")
+    assert main(["rates", "--quick", "--out", str(out), "--cache", str(out / "cache")]) == 0
+    with open(out / "rates.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    return out, rows, (out / "rates.md").read_text()
+
+
+def test_quick_rates_write_every_run_a_table_and_a_figure(quick):
+    out, rows, table = quick
+    n_eps_network, n_eps_example1 = len(QUICK.network_eps), len(QUICK.example1_eps)
+    runs_per_size = 2 * QUICK.seeds * 2  # methods × seeds × (theory per ε + fixed per threshold)
+    expected = runs_per_size * (n_eps_example1 + n_eps_network * len(QUICK.network_dims))
+    assert len(rows) == expected
+    assert (out / "rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| network | theorems' schedules | SA | (ε, √ε)-flat |" in table and "Table 1" in table
+    assert {row["status"] for row in rows} <= {"reached", "capped"}  # nothing diverged
+
+
+def test_quick_rates_speedup_of_sa_over_rs_grows_like_d(quick):
+    _, _, table = quick
+    lines = table.split("## RS against SA")[1].split("\n## ")[0].splitlines()
+    ratios = {int(line.split("|")[1]): float(line.split("|")[4]) for line in lines if line.startswith("| ") and
+              line.split("|")[1].strip().isdigit()}  # fmt: skip
+    dims = sorted(ratios)
+    assert dims == list(QUICK.network_dims)
+    assert all(ratios[a] < ratios[b] for a, b in zip(dims, dims[1:]))  # grows with d
+    for d in dims:
+        assert 0.7 <= ratios[d] / d <= 2.0  # Lemma 4 against Lemma 2: about d
+    exponent = float(table.split("ratio ∝ d^(")[1].split()[0])
+    assert 0.7 <= exponent <= 1.5
+
+
+def test_quick_rates_sa_beats_rs_under_the_theorems_schedules(quick):
+    _, rows, _ = quick
+    medians = {}
+    for row in rows:
+        if row["regime"] == "theory" and row["steps_to_flat"] not in ("", "0"):
+            key = (row["problem"], row["dim"], row["eps"], row["method"])
+            medians.setdefault(key, []).append(int(row["steps_to_flat"]))
+    pairs = [(np.median(medians[k]), np.median(medians[k[:3] + ("SA",)])) for k in medians if k[3] == "RS"]
+    assert len(pairs) >= 6 and all(sa < rs for rs, sa in pairs)
+
+
+def test_rates_command_rejects_a_bad_job_count(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["rates", "--jobs", "0"])
+    assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err

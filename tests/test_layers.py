@@ -1,0 +1,90 @@
+"""The architecture as a test: the core never imports the layers above it, prints nothing, and keeps
+its functions short."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "flatref"
+UPPER = ("flatref.experiments", "flatref.report", "flatref.cli", "flatref.__main__", "matplotlib")
+
+
+def _core_modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).parts
+        if parts[0] not in ("experiments", "report", "cli.py", "__main__.py"):
+            yield path
+
+
+def _imported(path: Path):
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    package = ".".join(("flatref",) + path.relative_to(PACKAGE).parent.parts)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(filter(None, (base, node.module)))
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+CORE = list(_core_modules())
+
+
+def test_the_core_is_found():
+    names = {p.name for p in CORE}
+    assert {"flow.py", "driver.py", "geometry.py", "spectrum.py", "status.py", "base.py"} <= names
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_core_never_imports_an_upper_layer_or_matplotlib(path):
+    bad = [name for name in _imported(path) if name.startswith(UPPER)]
+    assert not bad, f"{path.name} imports {bad}: data flows one way, from the core up"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_core_prints_nothing(path):
+    calls = [n.lineno for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]  # fmt: skip
+    assert not calls, f"{path.name} calls print on lines {calls}: pass a callback instead"
+
+
+def _body_lines(node) -> int:
+    """Lines of a function after its docstring."""
+    body = node.body
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        if len(body) == 1:
+            return 0
+        first = body[1]
+    return node.end_lineno - first.lineno + 1
+
+
+def test_no_core_function_is_longer_than_40_lines():
+    long = []
+    for path in CORE:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 40:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({_body_lines(node)} lines)")
+    assert not long, long
+
+
+def test_the_upper_layers_are_importable_on_their_own():
+    import importlib
+
+    for name in ("flatref.experiments.sweeps", "flatref.report.jobs", "flatref.cli"):
+        assert importlib.import_module(name)
+
+
+def test_no_module_calls_a_problem_s_private_methods_from_outside_the_problems_package():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "problems" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "problem"
+                    and node.attr.startswith("_")):  # fmt: skip
+                offenders.append(f"{path.name}:{node.lineno} problem.{node.attr}")
+    assert not offenders, offenders
