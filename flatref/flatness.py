@@ -72,7 +72,7 @@ def stationarity_metric(problem: Problem, x, **limit_options) -> float:
     Examples:
         >>> from flatref.problems import Example1
         >>> round(stationarity_metric(Example1(), [3.0, 1 / 3]), 6)   # |2·9 − 2/9| / √(9 + 1/9)
-        5.889297
+        5.889681
     """
     return metric_at_minimum(problem, limit_map(problem, x, throw=True, **limit_options).x)
 

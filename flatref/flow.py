@@ -171,7 +171,7 @@ def limit_map(
         >>> from flatref.problems import Example1
         >>> limit = limit_map(Example1(), [2.0, 0.1])
         >>> limit.status, limit.x.round(6).tolist()          # x1² − x2² = 3.99 is conserved
-        ('converged', [2.112432, 0.473388])
+        ('converged', [2.055869, 0.486412])
         >>> limit_map(Example1(), [1.0, -1.0]).status        # the flow ends at the saddle (0, 0)
         'saddle'
     """

@@ -113,3 +113,25 @@ class PlainQuadratic(Problem):
 
     def _hess(self, x):
         return 2 * np.eye(self.dim)
+
+
+class Valley(Problem):
+    """``f = (x1² + x2² − 1)²/4``: minima on the unit circle, a saddle-free valley; a plain Problem.
+
+    The flow is radial, so ``Φ(x) = x/‖x‖``; the origin is a local maximum.
+    """
+
+    def __init__(self):
+        super().__init__(2)
+
+    def _f(self, x):
+        return (x @ x - 1) ** 2 / 4
+
+    def _grad(self, x):
+        return (x @ x - 1) * x
+
+    def _hess(self, x):
+        return (x @ x - 1) * np.eye(2) + 2 * np.outer(x, x)
+
+    def _third_contract(self, x, u, v):
+        return 2 * ((x @ u) * v + (x @ v) * u + (u @ v) * x)

@@ -11,12 +11,11 @@ from flatref import (
     Status,
     limit_jacobian,
     limit_map,
-    normal_basis,
-    project_tangent,
     tangent_projector,
 )
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, Problem
 from flatref.testing import points, points_near_minima, small_problem
+from helpers import Valley
 
 EX1 = Example1()
 seeds = st.integers(0, 2**32 - 1)
@@ -107,24 +106,6 @@ def test_finish_lands_on_the_flow_limit_not_on_the_nearest_minimum():
 
 
 def test_general_problems_use_the_top_eigenspace_newton_finish():
-    class Valley(Problem):
-        """``f = (x1² + x2² − 1)²/4``: minima on the unit circle, a saddle-free valley."""
-
-        def __init__(self):
-            super().__init__(2)
-
-        def _f(self, x):
-            return (x @ x - 1) ** 2 / 4
-
-        def _grad(self, x):
-            return (x @ x - 1) * x
-
-        def _hess(self, x):
-            return (x @ x - 1) * np.eye(2) + 2 * np.outer(x, x)
-
-        def _third_contract(self, x, u, v):
-            return 2 * ((x @ u) * v + (x @ v) * u + (u @ v) * x)
-
     x = np.array([1.3, -0.4])  # the flow is radial: Φ(x) = x/|x|
     lp = limit_map(Valley(), x)
     assert lp.success and 0 < lp.finish_step <= 1e-5
@@ -192,27 +173,6 @@ def test_at_a_minimum_the_jacobian_is_the_tangent_projector(make):
     # Near the minima set the two differ by O(distance).
     x = x_star + 1e-4 * np.random.default_rng(1).standard_normal(problem.dim)
     assert np.max(np.abs(limit_jacobian(problem, x) - P)) < 1e-2
-
-
-def test_setting1_projector_equals_the_hessian_null_space_projector():
-    # The Setting-1 rule uses J; Definition 1 needs the null space of ∇²f: at x* ∈ X* they agree (eq. (31)).
-    x_star = np.array([2.0, 0.5])
-    lam, Q = np.linalg.eigh(EX1.hess(x_star))
-    normal = Q[:, lam > 1e-6 * lam[-1]]
-    P = tangent_projector(EX1, x_star)
-    np.testing.assert_allclose(P, np.eye(2) - normal @ normal.T, atol=1e-12)
-    v = np.array([0.3, -2.0])
-    np.testing.assert_allclose(project_tangent(EX1, x_star, v), P @ v, atol=1e-14)
-
-
-def test_normal_basis_is_orthonormal_and_spans_the_output_gradients():
-    problem = DiagonalLinearNetwork.random(4, 9, sparsity=2, rng=2)
-    x_star = problem.random_minimum(0)
-    N = normal_basis(problem, x_star)
-    J = problem.output_jacobian(x_star)
-    assert N.shape == (problem.dim, problem.n_samples)
-    np.testing.assert_allclose(N.T @ N, np.eye(problem.n_samples), atol=1e-13)
-    np.testing.assert_allclose(J.T - N @ (N.T @ J.T), 0.0, atol=1e-12)
 
 
 # ------------------------------------------------------------ how flows end
@@ -314,19 +274,6 @@ def test_implicit_methods_get_the_exact_jacobian():
     lp = limit_map(EX1, [2.0, 0.1], method="Radau")
     assert lp.success and lp.n_hess > 1
     assert np.linalg.norm(lp.x - EX1.exact_limit([2.0, 0.1])) <= 1e-8
-
-
-def test_lanczos_ritz_values_bracket_the_spectrum_and_find_negative_curvature():
-    from flatref.spectrum import lanczos_ritz_values as ritz_values
-
-    rng = np.random.default_rng(0)
-    # A Hessian-like spectrum: one negative eigenvalue, a large cluster at zero, a few positive.
-    lam = np.concatenate([[-0.3], np.zeros(1900), rng.uniform(0.5, 3.0, 50)])
-    Q, _ = np.linalg.qr(rng.standard_normal((lam.size, lam.size)))
-    H = (Q * lam) @ Q.T
-    ritz = ritz_values(lambda v: H @ v, lam.size, 60)
-    assert ritz[0] >= lam.min() - 1e-12 and ritz[-1] <= lam.max() + 1e-12  # Ritz values lie inside
-    assert ritz[0] == pytest.approx(-0.3, abs=1e-6) and ritz[-1] == pytest.approx(lam.max(), rel=1e-6)
 
 
 def test_large_problems_are_classified_without_dense_hessians():

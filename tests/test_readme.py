@@ -28,3 +28,42 @@ def test_readme_rates_rows_are_those_of_the_committed_table():
     table = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8").splitlines()
     for row in rows:
         assert row in table, f"README row not in figures/rates.md (rerun python -m flatref rates): {row}"
+
+
+def _table_rows(section_title):
+    """The rows of the markdown table under ``## section_title`` in figures/rates.md, as lists of cells."""
+    text = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8")
+    section = text.split(f"## {section_title}")[1].split("\n## ")[0]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()]  # fmt: skip
+
+
+def _readme_number(value: str) -> str:
+    """A table's "-0.80 ± 0.11" as the README writes it: "−0.80 ± 0.11" (a true minus sign)."""
+    return value.replace("-", "−").replace("+", "")
+
+
+def test_readme_prose_numbers_are_those_of_the_committed_table():
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    per_size = {int(row[0]): row[1:] for row in _table_rows("The flat event's ε exponent at each network size")}
+    rs_theory, sa_theory, rs_fixed, sa_fixed = per_size[16]
+    assert f"RS {_readme_number(rs_fixed)}, SA {_readme_number(sa_fixed)}" in text
+    assert f"{_readme_number(rs_theory)} for RS (bound −3) and {_readme_number(sa_theory)} for SA" in text
+    assert f"`−2 − {rs_fixed.split()[0][1:]}` and `−1 − {sa_fixed.split()[0][1:]}` here" in text
+    speedup = {int(row[0]): row for row in _table_rows("RS against SA at equal η′, ρ")}
+    assert f"`{speedup[16][4]}·d` at `d = 16` and `{speedup[256][4]}·d` at `d = 256`" in text
+    table = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8")
+    exponent = table.split("ratio ∝ d^(")[1].split(")")[0]
+    assert f"`d^({exponent.lstrip('+')})`" in text
+
+
+def test_readme_noise_floor_is_the_median_of_the_committed_runs():
+    import csv
+    import statistics
+
+    with open(README.parent / "figures" / "rates.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if (r["problem"], r["method"], r["regime"]) == ("network", "SA", "theory")
+                and r["steps_to_flat"] not in ("", "0")]  # fmt: skip
+    median = statistics.median(float(r["grad_norm_at_flat"]) / float(r["eps"]) for r in rows)
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"the median `‖∇f(x_t)‖` is {median:.1f} ε for SA on the networks under the theorems' schedules" in text

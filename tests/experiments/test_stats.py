@@ -1,6 +1,5 @@
 """Cells, power-law fits and the speed-up (``flatref.experiments.stats``)."""
 
-import dataclasses
 import math
 
 import numpy as np

@@ -72,3 +72,17 @@ def test_a_dask_cluster_gives_the_same_csv_bytes_as_loky(tmp_path):
     assert sweep.computed == 8
     assert on_dask.read_bytes() == loky.read_bytes()
     assert measure(TINY, cache=tmp_path / "cache").computed == 0  # the dask run filled the cache
+
+
+def test_without_the_dask_extra_the_dask_path_names_the_extra():
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("dask is installed; CI runs this test in an environment without the extras")
+    from flatref.experiments.parallel import dask_backend
+
+    with pytest.raises(ImportError, match=r"flatref\[dask\]"):
+        with dask_backend("tcp://127.0.0.1:8786"):
+            pass
