@@ -16,6 +16,14 @@ def as_array(a, name: str, *, ndim: int | None = None, allow_complex: bool = Fal
 
     Complex input is accepted only where ``allow_complex`` (problem methods accept it
     so that complex-step differentiation works); integers and booleans become float.
+
+    Examples:
+        >>> as_array([1, 2], "a").dtype.name, as_array([1 + 2j], "a", allow_complex=True).dtype.name
+        ('float64', 'complex128')
+        >>> as_array([1.0, float("nan")], "a")
+        Traceback (most recent call last):
+        ...
+        ValueError: a contains non-finite values (nan or inf)
     """
     arr = np.asarray(a)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
@@ -34,7 +42,16 @@ def as_array(a, name: str, *, ndim: int | None = None, allow_complex: bool = Fal
 
 
 def as_vector(x, dim: int, name: str = "x", *, allow_complex: bool = False) -> np.ndarray:
-    """Return ``x`` as a finite 1-D array of length ``dim``."""
+    """Return ``x`` as a finite 1-D array of length ``dim``.
+
+    Examples:
+        >>> as_vector([1, 2, 3], 3).tolist()
+        [1.0, 2.0, 3.0]
+        >>> as_vector([[1.0, 2.0]], 2, "x_star")  # the message names the argument and both shapes
+        Traceback (most recent call last):
+        ...
+        ValueError: x_star must have shape (2,), got shape (1, 2)
+    """
     arr = as_array(x, name, allow_complex=allow_complex)
     if arr.shape != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got shape {arr.shape}")
@@ -42,7 +59,17 @@ def as_vector(x, dim: int, name: str = "x", *, allow_complex: bool = False) -> n
 
 
 def as_int(n, name: str, *, minimum: int) -> int:
-    """Return ``n`` as a Python int ``>= minimum`` (bools are rejected)."""
+    """Return ``n`` as a Python int ``>= minimum`` (bools are rejected).
+
+    Examples:
+        >>> import numpy as np
+        >>> as_int(np.int64(3), "n", minimum=1), type(as_int(np.int64(3), "n", minimum=1)).__name__
+        (3, 'int')
+        >>> as_int(True, "n", minimum=0)
+        Traceback (most recent call last):
+        ...
+        TypeError: n must be an integer, got bool
+    """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
     if n < minimum:
@@ -51,7 +78,16 @@ def as_int(n, name: str, *, minimum: int) -> int:
 
 
 def as_positive(value, name: str) -> float:
-    """Return ``value`` as a finite float ``> 0``."""
+    """Return ``value`` as a finite float ``> 0``.
+
+    Examples:
+        >>> as_positive(2, "eta")
+        2.0
+        >>> as_positive(0.0, "eta")  # zero is not positive
+        Traceback (most recent call last):
+        ...
+        ValueError: eta must be positive and finite, got 0.0
+    """
     value = _as_real(value, name)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value}")
@@ -59,7 +95,16 @@ def as_positive(value, name: str) -> float:
 
 
 def as_nonnegative(value, name: str) -> float:
-    """Return ``value`` as a finite float ``>= 0``."""
+    """Return ``value`` as a finite float ``>= 0``.
+
+    Examples:
+        >>> as_nonnegative(0, "sigma")  # zero is allowed, unlike as_positive
+        0.0
+        >>> as_nonnegative(float("inf"), "sigma")
+        Traceback (most recent call last):
+        ...
+        ValueError: sigma must be non-negative and finite, got inf
+    """
     value = _as_real(value, name)
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be non-negative and finite, got {value}")
@@ -73,14 +118,32 @@ def _as_real(value, name: str) -> float:
 
 
 def frozen_copy(arr: np.ndarray) -> np.ndarray:
-    """A read-only copy: problems keep their data safe from callers and from themselves."""
+    """A read-only copy: problems keep their data safe from callers and from themselves.
+
+    Examples:
+        >>> import numpy as np
+        >>> a = np.zeros(2)
+        >>> b = frozen_copy(a)
+        >>> a[0] = 1.0  # the copy does not follow the original, and cannot be written
+        >>> b.tolist(), b.flags.writeable
+        ([0.0, 0.0], False)
+    """
     out = np.array(arr, copy=True)
     out.flags.writeable = False
     return out
 
 
 def make_rng(rng) -> np.random.Generator:
-    """``np.random.default_rng(rng)`` for ``None``, an int seed or a ``Generator`` (SPEC 7)."""
+    """``np.random.default_rng(rng)`` for ``None``, an int seed or a ``Generator`` (SPEC 7).
+
+    Examples:
+        >>> import numpy as np
+        >>> make_rng(0).random(3).tolist() == make_rng(0).random(3).tolist()  # a seed fixes the draws
+        True
+        >>> g = np.random.default_rng(1)
+        >>> make_rng(g) is g  # a Generator is used as is, so its stream continues
+        True
+    """
     if isinstance(rng, bool) or not (
         rng is None or isinstance(rng, (numbers.Integral, np.random.Generator, np.random.SeedSequence))
     ):

@@ -131,8 +131,8 @@ class _Loop:
     """The state of one run: the iterate, its gradient, the records and the draws."""
 
     def __init__(self, problem, method, x, steps, record_every, max_norm, rng):
-        self.problem, self.method, self.steps, self.record_every, self.max_norm = problem, method, steps, record_every, max_norm
-        self.rng = rng
+        self.problem, self.method, self.steps, self.rng = problem, method, steps, rng
+        self.record_every, self.max_norm = record_every, max_norm
         self.hat_index = int(rng.integers(1, steps + 1))
         self.fallback_rng = rng.spawn(1)[0]
         self.x, self.g = x, problem.grad(x)
@@ -144,7 +144,8 @@ class _Loop:
         status, detail, taken = Status.COMPLETED, f"{self.steps} steps", self.steps
         for t in range(self.steps):
             if not self.step(t):
-                status, detail, taken = Status.DIVERGED, f"iterate {t + 1} is not finite or exceeds |x| = {self.max_norm:.3g}", t
+                detail = f"iterate {t + 1} is not finite or exceeds |x| = {self.max_norm:.3g}"
+                status, taken = Status.DIVERGED, t
                 break
             if callback is not None and callback(t + 1, self.x):
                 status, detail, taken = Status.STOPPED, f"after step {t + 1} of {self.steps}", t + 1
@@ -156,7 +157,8 @@ class _Loop:
         if t % _BLOCK == 0:
             self.block = self.method.draw(self.problem, self.rng, min(_BLOCK, self.steps - t))
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence
-            s = self.method.step(self.problem, self.x, self.g, tuple(a[t % _BLOCK] for a in self.block), self.fallback_rng)
+            noise = tuple(a[t % _BLOCK] for a in self.block)
+            s = self.method.step(self.problem, self.x, self.g, noise, self.fallback_rng)
         if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= self.max_norm):
             return False
         self.x, self.perturbed[t] = s.x, s.perturbed

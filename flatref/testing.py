@@ -48,6 +48,12 @@ class OrderCheck:
         fd_error: the largest relative error against central differences of the order below.
         passed: ``slope`` is ``None`` or above ``expected_slope − slope_tol``, and
             ``fd_error ≤ fd_tol``.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> grad = check_derivatives(Example1(), [0.5, 2.0]).orders[0]  # R_1(h) = O(h²) for a correct gradient
+        >>> grad.order, grad.expected_slope, round(grad.slope), grad.fd_error < 1e-8, bool(grad.passed)
+        (1, 2, 2, True, True)
     """
 
     order: int
@@ -58,12 +64,26 @@ class OrderCheck:
 
     @property
     def name(self) -> str:
+        """``"gradient"``, ``"Hessian"`` or ``"third derivative"``.
+
+        Examples:
+            >>> [o.name for o in check_derivatives(Example1(), [0.5, 2.0]).orders]
+            ['gradient', 'Hessian', 'third derivative']
+        """
         return _NAMES[self.order]
 
 
 @dataclass(frozen=True)
 class DerivativeCheck:
-    """The result of :func:`check_derivatives`; ``str()`` gives a table."""
+    """The result of :func:`check_derivatives`; ``str()`` gives a table.
+
+    Examples:
+        >>> check = check_derivatives(Example1(), [0.5, 2.0])  # closed-form tr∇²f = 2(x1² + x2²) vs trace(∇²f)
+        >>> check.passed, [o.expected_slope for o in check.orders], check.trace_error < 1e-12
+        (True, [2, 3, 4], True)
+        >>> str(check).splitlines()[0]
+        'derivative check of Example1(): passed'
+    """
 
     problem: str
     orders: tuple[OrderCheck, ...]
@@ -149,10 +169,15 @@ def check_derivatives(
     Returns:
         A :class:`DerivativeCheck`.
 
-    Example:
+    Examples:
         >>> from flatref.problems import Example1
         >>> check_derivatives(Example1(), [0.5, 2.0]).passed
         True
+        >>> class Off(Example1):  # a gradient 1% too large
+        ...     def _grad(self, x): return 1.01 * super()._grad(x)
+        >>> grad = check_derivatives(Off(), [0.4, 1.7]).orders[0]
+        >>> bool(grad.passed), round(grad.slope)  # R_1(h) = O(h) instead of O(h²)
+        (False, 1)
     """
     rng = make_rng(rng)
     x = rng.standard_normal(problem.dim) if x is None else as_vector(x, problem.dim)
@@ -200,7 +225,14 @@ FAMILIES = (Example1, LinearRegression, DiagonalLinearNetwork, MatrixSensing)
 
 
 def small_problem(family, seed: int, size: int = 0):
-    """A small random instance of ``family``; ``size`` (0, 1, 2, …) grows it a little."""
+    """A small random instance of ``family``; ``size`` (0, 1, 2, …) grows it a little.
+
+    Examples:
+        >>> [small_problem(family, seed=0, size=1).dim for family in FAMILIES]  # 2; D = n + 2 = 4; 2D; n·r = 3·2
+        [2, 4, 8, 6]
+        >>> small_problem(LinearRegression, seed=0).n_samples < small_problem(LinearRegression, seed=0).dim
+        True
+    """
     if family is Example1:
         return Example1()
     n = 1 + size
@@ -214,7 +246,15 @@ def small_problem(family, seed: int, size: int = 0):
 
 
 def problems(families=FAMILIES, max_size: int = 2):
-    """Hypothesis strategy: small random instances of the given families."""
+    """Hypothesis strategy: small random instances of the given families.
+
+    Examples:
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=5, database=None, derandomize=True, deadline=None)
+        ... @given(problems(max_size=0))
+        ... def trace_is_trace(p): assert np.isclose(p.trace_hess(np.ones(p.dim)), np.trace(p.hess(np.ones(p.dim))))
+        >>> trace_is_trace()
+    """
     from hypothesis import strategies as st
 
     return st.builds(
@@ -226,7 +266,15 @@ def problems(families=FAMILIES, max_size: int = 2):
 
 
 def points(problem: Problem, scale: float = 2.0):
-    """Hypothesis strategy: points of the box ``[−scale, scale]^d``."""
+    """Hypothesis strategy: points of the box ``[−scale, scale]^d``.
+
+    Examples:
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=20, database=None, derandomize=True)
+        ... @given(points(Example1(), scale=1.0))
+        ... def in_box(x): assert x.shape == (2,) and np.all(abs(x) <= 1.0) and Example1().f(x) >= 0.0
+        >>> in_box()
+    """
     from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays
 
@@ -237,6 +285,14 @@ def points_near_minima(problem: Problem, max_distance: float = 1e-2):
     """Hypothesis strategy: ``x* + t·e`` near the minima set.
 
     ``x* = problem.random_minimum(seed)``, ``e`` is a random unit vector and ``0 ≤ t ≤ max_distance``.
+
+    Examples:
+        >>> from hypothesis import given, settings
+        >>> p = LinearRegression.random(2, 4, rng=0)  # X* is affine: dist(x, X*) = ‖x − Φ(x)‖
+        >>> @settings(max_examples=20, database=None, derandomize=True)
+        ... @given(points_near_minima(p, max_distance=1e-2))
+        ... def near(x): assert np.linalg.norm(x - p.exact_limit(x)) <= 1e-2 + 1e-12
+        >>> near()
     """
     from hypothesis import strategies as st
 

@@ -11,16 +11,6 @@ from flatref.problems import DiagonalLinearNetwork, Example1
 
 EX1 = Example1()
 DLN = DiagonalLinearNetwork.random(6, 10, sparsity=2, rng=0)
-METHODS = [
-    GD(0.05),
-    RS(0.05, 0.05, 0.3),
-    SA(0.05, 0.05, 0.3),
-    SA(0.05, 0.05, 0.3, batch_size=3),
-    SAM(0.05, 0.1),
-    SAM(0.05, 0.1, batch_size=2),
-    LabelNoiseSGD(0.05, 0.3, batch_size=2),
-]
-IDS = [repr(m).split("(")[0] + str(i) for i, m in enumerate(METHODS)]
 
 
 def test_steps_follow_the_update_rules():

@@ -58,7 +58,13 @@ class Problem(abc.ABC):
 
     @property
     def dim(self) -> int:
-        """The number of parameters ``d``."""
+        """The number of parameters ``d``.
+
+        Examples:
+            >>> from flatref.problems import Example1, MatrixSensing
+            >>> Example1().dim, MatrixSensing.random(3, 2, 1, 4, rng=0).dim  # (x1, x2); U is n × r = 3 × 2
+            (2, 6)
+        """
         return self._dim
 
     def __repr__(self) -> str:
@@ -66,21 +72,52 @@ class Problem(abc.ABC):
 
     # ----------------------------------------------------------------- public API
     def f(self, x):
-        """The loss ``f(x)``."""
+        """The loss ``f(x)``.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> float(Example1().f([2.0, 1.0])), float(Example1().f([3.0, 1 / 3]))  # (x1 x2 − 1)²
+            (1.0, 0.0)
+        """
         return self._f(self._point(x))
 
     def grad(self, x) -> np.ndarray:
-        """The gradient ``∇f(x)``, shape ``(d,)``."""
+        """The gradient ``∇f(x)``, shape ``(d,)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import Example1
+            >>> p, x, v = Example1(), np.array([2.0, 1.0]), np.array([0.6, 0.8])
+            >>> p.grad(x).tolist(), round(float(p.f(x + 1e-20j * v).imag / 1e-20), 12)  # 2s(x2, x1); ∇f·v
+            ([2.0, 4.0], 4.4)
+        """
         return self._grad(self._point(x))
 
     def hess(self, x) -> np.ndarray:
-        """The Hessian ``∇²f(x)``, shape ``(d, d)``."""
+        """The Hessian ``∇²f(x)``, shape ``(d, d)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import MatrixSensing
+            >>> p, rng = MatrixSensing.random(3, 2, 1, 4, rng=0), np.random.default_rng(1)
+            >>> x, v = rng.standard_normal((2, p.dim))
+            >>> bool(np.allclose(p.hess(x) @ v, p.grad(x + 1e-20j * v).imag / 1e-20))  # complex step of ∇f
+            True
+        """
         return self._hess(self._point(x))
 
     def hess_vec(self, x, v) -> np.ndarray:
         """The Hessian-vector product ``∇²f(x) v`` for ``v`` of shape ``(d,)`` or ``(d, k)``.
 
         Matrix-free in every family: no ``d × d`` Hessian is formed.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import DiagonalLinearNetwork
+            >>> p, x = DiagonalLinearNetwork.random(2, 4, rng=0), np.linspace(-1.0, 1.0, 8)
+            >>> V = np.random.default_rng(1).standard_normal((8, 3))
+            >>> bool(np.allclose(p.hess_vec(x, V), p.hess(x) @ V)), p.hess_vec(x, V[:, 0]).shape  # ∇²f V, column-wise
+            (True, (8,))
         """
         x = self._point(x)
         v = as_array(v, "v", allow_complex=True)
@@ -92,22 +129,53 @@ class Problem(abc.ABC):
         """The third-derivative tensor ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``, shape ``(d, d, d)``.
 
         Meant for small ``d``; use :meth:`third_contract` otherwise.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import Example1
+            >>> T = Example1().third([2.0, 1.0])  # ∂³f/∂x1²∂x2 = 4x2, ∂³f/∂x1∂x2² = 4x1, symmetric in all slots
+            >>> [float(T[0, 0, 0]), float(T[0, 0, 1]), float(T[1, 0, 1]), float(T[1, 1, 1])]
+            [0.0, 4.0, 8.0, 0.0]
         """
         return self._third(self._point(x))
 
     def third_contract(self, x, u, v) -> np.ndarray:
-        """The contraction ``∇³f(x)[u, v]_k = Σ_ij T[k, i, j] u_i v_j``, shape ``(d,)``."""
+        """The contraction ``∇³f(x)[u, v]_k = Σ_ij T[k, i, j] u_i v_j``, shape ``(d,)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import MatrixSensing
+            >>> p = MatrixSensing.random(2, 2, 1, 3, rng=0)
+            >>> x, u, v = np.random.default_rng(1).standard_normal((3, p.dim))
+            >>> bool(np.allclose(p.third_contract(x, u, v), (p.hess(x + 1e-20j * v).imag / 1e-20) @ u))  # ∂_v ∇²f · u
+            True
+        """
         x = self._point(x)
         u = as_vector(u, self.dim, "u", allow_complex=True)
         v = as_vector(v, self.dim, "v", allow_complex=True)
         return self._third_contract(x, u, v)
 
     def trace_hess(self, x):
-        """The trace of the Hessian ``tr ∇²f(x)`` (``d`` times ``tr̄``, eq. (1))."""
+        """The trace of the Hessian ``tr ∇²f(x)`` (``d`` times ``tr̄``, eq. (1)).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> round(float(Example1().trace_hess([3.0, 1 / 3])), 6), round(2 * (9 + 1 / 9), 6)  # 2(x1² + x2²)
+            (18.222222, 18.222222)
+        """
         return self._trace_hess(self._point(x))
 
     def grad_trace_hess(self, x) -> np.ndarray:
-        """The gradient of the trace, ``∇ tr∇²f(x)_k = Σ_i ∂³f/∂x_k∂x_i∂x_i``."""
+        """The gradient of the trace, ``∇ tr∇²f(x)_k = Σ_i ∂³f/∂x_k∂x_i∂x_i``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import MatrixSensing
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)
+            >>> x, v = np.random.default_rng(1).standard_normal((2, p.dim))
+            >>> bool(np.isclose(p.grad_trace_hess(x) @ v, p.trace_hess(x + 1e-20j * v).imag / 1e-20))  # complex step
+            True
+        """
         return self._grad_trace_hess(self._point(x))
 
     def _point(self, x) -> np.ndarray:
@@ -143,8 +211,9 @@ class Problem(abc.ABC):
 
         Examples:
             >>> from flatref.problems import Example1
-            >>> Example1().normal_basis([1.0, 1.0]).round(6).ravel().tolist()
-            [0.707107, 0.707107]
+            >>> N = Example1().normal_basis([1.0, 1.0])           # ∇p = (x2, x1) = (1, 1), normalized
+            >>> N.shape, abs(N).round(6).ravel().tolist()
+            ((2, 1), [0.707107, 0.707107])
         """
         x_star = as_vector(x_star, self.dim, "x_star")
         rtol = as_positive(rtol, "rtol")
@@ -155,7 +224,7 @@ class Problem(abc.ABC):
     projection_is_global: bool = False
 
     def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, rtol: float = 1e-6,
-                          max_dim: int = 1500) -> np.ndarray:  # fmt: skip
+                          curvature_tol: float = 1e-2, max_dim: int = 1500) -> np.ndarray:  # fmt: skip
         """A point of ``X*`` near ``x`` by Newton steps restricted to the top eigenspace of ``∇²f``.
 
         Each step is ``x ← x − Q (Λ⁻¹ Qᵀ ∇f(x))`` over the eigenpairs ``(Λ, Q)`` of ``∇²f(x)``
@@ -169,27 +238,38 @@ class Problem(abc.ABC):
             tol: stop when a step is at most ``tol · (1 + ‖x‖)``.
             max_iter: at most this many steps.
             rtol: the eigenvalue cut, relative to ``λ_max`` (the rank rule of :meth:`normal_basis`).
+            curvature_tol: refuse where ``λ_min < −curvature_tol · λ_max``. Next to ``X*`` the
+                tangent eigenvalues are ``O(dist)`` of either sign, while at a saddle the negative
+                curvature is of the order of ``λ_max``; ``1e-2`` accepts points up to about a
+                hundredth of the curvature scale from ``X*`` and refuses saddles.
             max_dim: refuse above this dimension (each step is a dense ``O(d³)`` eigendecomposition).
 
         Raises:
-            ConvergenceError: at clear negative curvature (an eigenvalue below ``−rtol · λ_max``:
-                no minimum near), above ``max_dim``, or when ``max_iter`` steps do not converge.
+            ConvergenceError: at clear negative curvature (no minimum near), above ``max_dim``,
+                or when ``max_iter`` steps do not converge.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> x = Problem.project_to_minima(Example1(), [1.0, 0.98])  # the generic Newton rule, not the override
+            >>> round(float(x[0] * x[1]), 12), round(float(Example1().f(x)), 12)  # on the hyperbola x1 x2 = 1
+            (1.0, 0.0)
         """
         x = as_vector(x, self.dim, "x")
-        tol, rtol = as_positive(tol, "tol"), as_positive(rtol, "rtol")
+        tol, rtol, curvature_tol = (as_positive(v, n) for v, n in ((tol, "tol"), (rtol, "rtol"),
+                                                                   (curvature_tol, "curvature_tol")))  # fmt: skip
         max_iter = as_int(max_iter, "max_iter", minimum=1)
         if self.dim > as_int(max_dim, "max_dim", minimum=1):
-            raise ConvergenceError(f"project_to_minima refuses dim = {self.dim} > max_dim = {max_dim} (dense O(d³) steps)")
+            raise ConvergenceError(f"project_to_minima refuses dim = {self.dim} > max_dim = {max_dim} (dense steps)")
         for _ in range(max_iter):
             lam, Q = np.linalg.eigh(self._hess(x))
             top = lam > rtol * max(lam[-1], 0.0)
-            if lam[0] < -rtol * max(lam[-1], 0.0) or not top.any():
-                raise ConvergenceError(f"no minimum near x: the Hessian has eigenvalues from {lam[0]:.3g} to {lam[-1]:.3g}")
+            if lam[0] < -curvature_tol * max(lam[-1], 0.0) or not top.any():
+                raise ConvergenceError(f"no minimum near x: Hessian eigenvalues from {lam[0]:.3g} to {lam[-1]:.3g}")
             step = Q[:, top] @ ((Q[:, top].T @ self._grad(x)) / lam[top])
             x = x - step
             if np.linalg.norm(step) <= tol * (1.0 + np.linalg.norm(x)):
                 return x
-        raise ConvergenceError(f"Newton projection onto the minima set of {self!r} did not converge in {max_iter} steps")
+        raise ConvergenceError(f"Newton projection onto the minima set of {self!r} needs more than {max_iter} steps")
 
     # ------------------------------------------------------- what subclasses give
     @abc.abstractmethod
@@ -239,27 +319,76 @@ class Problem(abc.ABC):
         return NotImplementedError(f"{type(self).__name__} does not provide {what} in closed form")
 
     def random_minimum(self, rng=None) -> np.ndarray:
-        """A random point of the minima set ``X*``."""
+        """A random point of the minima set ``X*``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import LinearRegression
+            >>> p = LinearRegression.random(2, 4, rng=0)
+            >>> w = p.random_minimum(rng=0)
+            >>> bool(np.allclose(p.Z @ w, p.y)), round(float(p.f(w)), 12)  # an interpolant: Zw = y, f = 0
+            (True, 0.0)
+        """
         raise self._not_known("random_minimum")
 
     def sharp_minimum(self) -> np.ndarray:
-        """A point of ``X*`` with a large trace of the Hessian: a start for escape experiments."""
+        """A point of ``X*`` with a large trace of the Hessian: a start for escape experiments.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> p = Example1()
+            >>> x, flat = p.sharp_minimum(), p.flat_minima()[0]  # trace 2(9 + 1/9) against 2(1 + 1)
+            >>> float(p.f(x)), round(float(p.trace_hess(x) / p.trace_hess(flat)), 6), round((9 + 1 / 9) / 2, 6)
+            (0.0, 4.555556, 4.555556)
+        """
         raise self._not_known("sharp_minimum")
 
     def flat_minima(self) -> tuple[np.ndarray, ...]:
-        """Flat minima (Definition 2) known in closed form."""
+        """Flat minima (Definition 2) known in closed form.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> [x.tolist() for x in Example1().flat_minima()]  # argmin of x1² + 1/x1² on x1 x2 = 1
+            [[1.0, 1.0], [-1.0, -1.0]]
+        """
         raise self._not_known("flat_minima")
 
     def conserved(self, x) -> np.ndarray:
-        """Quantities conserved along the gradient flow ``ẋ = −∇f(x)`` started at ``x``."""
+        """Quantities conserved along the gradient flow ``ẋ = −∇f(x)`` started at ``x``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import DiagonalLinearNetwork
+            >>> p, x = DiagonalLinearNetwork.random(2, 4, rng=0), np.linspace(-1.0, 1.0, 8)
+            >>> c = p.conserved(x + 1e-20j * p.grad(x)).imag / 1e-20  # d/dt of u⊙u − v⊙v along −∇f
+            >>> bool(np.allclose(c, 0.0, atol=1e-12))
+            True
+        """
         raise self._not_known("conserved")
 
     def exact_limit(self, x) -> np.ndarray:
-        """The limit map ``Φ(x)`` of Definition 1 in closed form."""
+        """The limit map ``Φ(x)`` of Definition 1 in closed form.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import LinearRegression
+            >>> p = LinearRegression.random(2, 4, rng=0)
+            >>> x_star = p.exact_limit(np.ones(4))  # Φ(w) = w − Z⁺(Zw − y)
+            >>> bool(np.allclose(p.Z @ x_star, p.y)), bool(np.allclose(p.exact_limit(x_star), x_star))  # on X*; Φ∘Φ = Φ
+            (True, True)
+        """
         raise self._not_known("exact_limit")
 
     def exact_limit_jacobian(self, x) -> np.ndarray:
-        """The Jacobian ``∂Φ(x)`` in closed form."""
+        """The Jacobian ``∂Φ(x)`` in closed form.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import LinearRegression
+            >>> P = LinearRegression.random(2, 5, rng=0).exact_limit_jacobian(np.zeros(5))  # I − Z⁺Z
+            >>> bool(np.allclose(P @ P, P)), round(float(np.trace(P)), 9)  # a projector of rank D − n = 3
+            (True, 3.0)
+        """
         raise self._not_known("exact_limit_jacobian")
 
 
@@ -268,6 +397,11 @@ class SquaredLoss:
     """The squared loss ``ℓ(z, y) = weight · (z − y)² / 2`` and its derivatives in ``z``.
 
     It is minimized at ``z = y`` with ``ℓ″ = weight > 0``, as Setting 1 requires.
+
+    Examples:
+        >>> loss = SquaredLoss(weight=2.0)
+        >>> [float(loss.value(z, 1.0)) for z in (0.0, 1.0, 3.0)]  # (z − 1)², zero at z = y
+        [1.0, 0.0, 4.0]
     """
 
     weight: float = 1.0
@@ -276,16 +410,45 @@ class SquaredLoss:
         object.__setattr__(self, "weight", as_positive(self.weight, "weight"))
 
     def value(self, z, y):
+        """``ℓ(z, y) = weight · (z − y)² / 2``, elementwise.
+
+        Examples:
+            >>> import numpy as np
+            >>> SquaredLoss(weight=3.0).value(np.array([1.0, 2.0, 4.0]), 1.0).tolist()  # 3 (z − y)² / 2
+            [0.0, 1.5, 13.5]
+        """
         r = z - y
         return 0.5 * self.weight * r * r
 
     def d1(self, z, y):
+        """``ℓ′(z, y) = weight · (z − y)``.
+
+        Examples:
+            >>> loss = SquaredLoss(weight=2.0)
+            >>> float(loss.d1(3.0, 1.0)), float(loss.value(3.0 + 1e-20j, 1.0).imag / 1e-20)  # ∂ℓ/∂z by complex step
+            (4.0, 4.0)
+        """
         return self.weight * (z - y)
 
     def d2(self, z, y):
+        """``ℓ″(z, y) = weight``, broadcast to the shape of ``z``.
+
+        Examples:
+            >>> import numpy as np
+            >>> loss, z = SquaredLoss(weight=2.0), np.array([-1.0, 0.5, 3.0])
+            >>> loss.d2(z, 1.0).tolist(), (loss.d1(z + 1e-20j, 1.0).imag / 1e-20).tolist()  # ℓ″ = ∂ℓ′/∂z
+            ([2.0, 2.0, 2.0], [2.0, 2.0, 2.0])
+        """
         return np.full(np.shape(z), self.weight)
 
     def d3(self, z, y):
+        """``ℓ‴(z, y) = 0``: the loss is quadratic in ``z``.
+
+        Examples:
+            >>> import numpy as np
+            >>> SquaredLoss(weight=2.0).d3(np.array([-1.0, 3.0]), 1.0).tolist()  # ℓ″ is constant
+            [0.0, 0.0]
+        """
         return np.zeros(np.shape(z))
 
 
@@ -305,6 +468,14 @@ class TrainingLoss(Problem):
         dim: number of parameters ``d``.
         y: labels, shape ``(n,)``.
         loss: the loss ``ℓ`` (default :class:`SquaredLoss`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from flatref.problems import LinearRegression
+        >>> p, x = LinearRegression.random(3, 5, rng=0), np.linspace(-1.0, 1.0, 5)
+        >>> l1 = p.loss.d1(p.outputs(x), p.y)  # ∇f = (1/n) Σ ℓ′_i ∇p_i
+        >>> bool(np.allclose(p.grad(x), p.output_jacobian(x).T @ l1 / p.n_samples))
+        True
     """
 
     #: True when every ``p_i`` is a polynomial of degree ≤ 2, so that ``∇³p_i = 0``.
@@ -322,22 +493,51 @@ class TrainingLoss(Problem):
 
     @property
     def n_samples(self) -> int:
-        """The number of training samples ``n``."""
+        """The number of training samples ``n``.
+
+        Examples:
+            >>> from flatref.problems import Example1, LinearRegression
+            >>> Example1().n_samples, LinearRegression.random(3, 5, rng=0).n_samples  # one label; one per row of Z
+            (1, 3)
+        """
         return self._y.size
 
     @property
     def y(self) -> np.ndarray:
-        """The labels ``y`` (read-only)."""
+        """The labels ``y`` (read-only).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> y = Example1().y  # p(x) = x1 x2 is fitted to 1
+            >>> y.tolist(), y.flags.writeable
+            ([1.0], False)
+        """
         return self._y
 
     # ----------------------------------------------------------------- public API
     def outputs(self, x, idx=None) -> np.ndarray:
-        """The model outputs ``p_i(x)`` for all samples, or for the indices ``idx``."""
+        """The model outputs ``p_i(x)`` for all samples, or for the indices ``idx``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import Example1, LinearRegression
+            >>> p, w = LinearRegression.random(3, 5, rng=0), np.arange(5.0)
+            >>> Example1().outputs([2.0, 3.0]).tolist(), bool(np.allclose(p.outputs(w, [2, 0]), p.Z[[2, 0]] @ w))
+            ([6.0], True)
+        """
         x = self._point(x)
         return self._outputs(x) if idx is None else self._outputs(x, self._indices(idx))
 
     def output_jacobian(self, x, idx=None) -> np.ndarray:
-        """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``)."""
+        """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``).
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import Example1, LinearRegression
+            >>> p = LinearRegression.random(3, 5, rng=0)  # p_i(w) = z_iᵀw, so J = Z
+            >>> Example1().output_jacobian([2.0, 3.0]).tolist(), bool(np.array_equal(p.output_jacobian(p.Z[0]), p.Z))
+            ([[3.0, 2.0]], True)
+        """
         x = self._point(x)
         return self._output_jacobian(x) if idx is None else self._output_jacobian(x, self._indices(idx))
 
@@ -348,6 +548,15 @@ class TrainingLoss(Problem):
             x: the point.
             idx: sample indices (repeats count with multiplicity).
             labels: labels to use instead of ``y[idx]`` (e.g. noisy labels), shape ``(|B|,)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from flatref.problems import LinearRegression
+            >>> p, x = LinearRegression.random(3, 5, rng=0), np.linspace(-1.0, 1.0, 5)
+            >>> parts = [p.sample_grad(x, [i]) for i in range(3)]  # the full batch averages the per-sample gradients
+            >>> full = p.sample_grad(x, np.arange(3))
+            >>> bool(np.allclose(full, p.grad(x))), bool(np.allclose(sum(parts) / 3, full))
+            (True, True)
         """
         idx = self._indices(idx)
         labels = None if labels is None else as_vector(labels, idx.size, "labels")
@@ -446,8 +655,9 @@ class TrainingLoss(Problem):
 
         Examples:
             >>> from flatref.problems import Example1
-            >>> Example1().normal_basis([2.0, 0.5]).shape
-            (2, 1)
+            >>> N = Example1().normal_basis([2.0, 0.5])  # ∇p = (x2, x1) = (0.5, 2), normalized
+            >>> N.shape, abs(N).ravel().round(6).tolist(), round(0.5 / 4.25**0.5, 6)
+            ((2, 1), [0.242536, 0.970143], 0.242536)
         """
         x_star = as_vector(x_star, self.dim, "x_star")
         rtol = as_positive(rtol, "rtol")
@@ -494,7 +704,15 @@ class TrainingLoss(Problem):
 
 
 class Unchecked:
-    """A problem's derivatives without input checks (see :attr:`Problem.unchecked`)."""
+    """A problem's derivatives without input checks (see :attr:`Problem.unchecked`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from flatref.problems import Example1
+        >>> fast = Unchecked(Example1())
+        >>> round(float(fast.trace_hess(np.array([3.0, 1 / 3]))), 6), fast.outputs(np.array([2.0, 3.0])).tolist()
+        (18.222222, [6.0])
+    """
 
     def __init__(self, problem: Problem):
         self.problem = problem
@@ -517,7 +735,7 @@ def min_norm_solution(J, r, *, accept: float = 1e-10):
     Examples:
         >>> import numpy as np
         >>> J = np.array([[1.0, 1.0, 0.0]])
-        >>> min_norm_solution(J, np.array([2.0])).tolist()
+        >>> min_norm_solution(J, np.array([2.0])).round(12).tolist()
         [1.0, 1.0, 0.0]
     """
     try:

@@ -41,6 +41,13 @@ class DiagonalLinearNetwork(TrainingLoss):
         Z: design matrix, shape ``(n, D)`` with ``D > n``.
         y: labels, shape ``(n,)``.
         ground_truth: optional ``w*`` with ``Zw* = y`` (kept for recovery experiments).
+
+    Examples:
+        >>> import numpy as np
+        >>> p = DiagonalLinearNetwork([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]], [1.0, 2.0])
+        >>> x = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])  # u = 1, v = (1, 1, 0): w = u⊙v = (1, 1, 0), Zw = (1, 2)
+        >>> float(p.f(x)), float(p.trace_hess(x))  # tr = (1/n) Σ_k c_k (u_k² + v_k²), c = (1, 4, 1)
+        (0.0, 5.5)
     """
 
     quadratic_outputs = True
@@ -64,7 +71,15 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     @classmethod
     def random(cls, n_samples: int, n_features: int, *, sparsity: int = 3, rng=0) -> "DiagonalLinearNetwork":
-        """Gaussian ``Z`` (entries ``N(0, 1)``) and ``y = Zw*`` for a ``sparsity``-sparse ``w* ∈ {0, ±1}^D``."""
+        """Gaussian ``Z`` (entries ``N(0, 1)``) and ``y = Zw*`` for a ``sparsity``-sparse ``w* ∈ {0, ±1}^D``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(3, 6, sparsity=2, rng=0)
+            >>> w = p.ground_truth  # two entries ±1, the rest 0, and the labels are fitted exactly
+            >>> int(np.count_nonzero(w)), sorted(set(np.abs(w).tolist())), bool(np.allclose(p.Z @ w, p.y))
+            (2, [0.0, 1.0], True)
+        """
         n_samples = as_int(n_samples, "n_samples", minimum=1)
         n_features = as_int(n_features, "n_features", minimum=1)
         sparsity = as_int(sparsity, "sparsity", minimum=1)
@@ -79,21 +94,49 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     @property
     def n_features(self) -> int:
-        """The width ``D`` (``dim = 2D``)."""
+        """The width ``D`` (``dim = 2D``).
+
+        Examples:
+            >>> p = DiagonalLinearNetwork.random(2, 5, rng=0)
+            >>> p.n_features, p.dim  # x = concat(u, v), u, v ∈ R^D
+            (5, 10)
+        """
         return self._Z.shape[1]
 
     @property
     def Z(self) -> np.ndarray:
-        """The design matrix (read-only)."""
+        """The design matrix (read-only).
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(2, 4, rng=0)
+            >>> x = np.concatenate([np.ones(4), np.linspace(0.0, 1.0, 4)])  # u = 1, so w = v
+            >>> p.Z.shape, bool(np.isclose(p.f(x), np.sum((p.Z @ x[4:] - p.y) ** 2) / 4))  # ‖Zw − y‖²/(2n)
+            ((2, 4), True)
+        """
         return self._Z
 
     def split(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """Views ``(u, v)`` of ``x = concat(u, v)``."""
+        """Views ``(u, v)`` of ``x = concat(u, v)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> u, v = DiagonalLinearNetwork.random(2, 3, rng=0).split(np.arange(6.0))  # first half u, second half v
+            >>> u.tolist(), v.tolist()
+            ([0.0, 1.0, 2.0], [3.0, 4.0, 5.0])
+        """
         D = self.n_features
         return x[:D], x[D:]
 
     def weights(self, x) -> np.ndarray:
-        """The linear predictor ``w = u⊙v``."""
+        """The linear predictor ``w = u⊙v``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(2, 3, rng=0)
+            >>> p.weights(np.arange(6.0)).tolist(), bool(np.allclose(p.outputs(np.arange(6.0)), p.Z @ [0.0, 4.0, 10.0]))
+            ([0.0, 4.0, 10.0], True)
+        """
         u, v = self.split(self._point(x))
         return u * v
 
@@ -187,7 +230,15 @@ class DiagonalLinearNetwork(TrainingLoss):
         return z - np.linalg.lstsq(self._Z, self._Z @ z - self._y, rcond=None)[0]
 
     def random_minimum(self, rng=None) -> np.ndarray:
-        """A random interpolant ``w`` factored with random balances ``|u_k|/|v_k| = exp(N(0, 0.5²))``."""
+        """A random interpolant ``w`` factored with random balances ``|u_k|/|v_k| = exp(N(0, 0.5²))``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(2, 4, rng=0)
+            >>> x = p.random_minimum(rng=1)
+            >>> bool(np.allclose(p.Z @ p.weights(x), p.y)), bool(np.allclose(p.grad(x), 0.0))  # Zw = y: f = 0, ∇f = 0
+            (True, True)
+        """
         rng = make_rng(rng)
         w = self._interpolant(rng.standard_normal(self.n_features))
         return _factor(w, np.exp(0.5 * rng.standard_normal(self.n_features)))
@@ -198,6 +249,12 @@ class DiagonalLinearNetwork(TrainingLoss):
         Its trace is ``(balance² + balance⁻²)/2`` times that of the balanced factorization,
         which is itself above the flattest value unless ``Z⁺y`` happens to be the
         weighted-ℓ1 minimizer.
+
+        Examples:
+            >>> p = DiagonalLinearNetwork.random(2, 4, rng=0)
+            >>> x2, x1 = p.sharp_minimum(2.0), p.sharp_minimum(1.0)  # same w, u_k² + v_k² = |w_k| (b² + b⁻²)
+            >>> round(float(p.f(x2)), 12), round(float(p.trace_hess(x2) / p.trace_hess(x1)), 9), (4 + 1 / 4) / 2
+            (0.0, 2.125, 2.125)
         """
         balance = as_positive(balance, "balance")
         return _factor(self._interpolant(np.zeros(self.n_features)), balance)
@@ -217,6 +274,14 @@ class DiagonalLinearNetwork(TrainingLoss):
 
         Raises:
             ConvergenceError: if the linear program fails.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(2, 4, sparsity=1, rng=0)
+            >>> (x,), c = p.flat_minima(), np.sum(p.Z**2, axis=0)
+            >>> (u, v), w = p.split(x), p.weights(x)  # balanced, so tr∇²f = (2/n) Σ_k c_k |w_k| with n = 2
+            >>> bool(np.allclose(abs(u), abs(v))), float(p.f(x)) < 1e-20, bool(np.isclose(p.trace_hess(x), c @ abs(w)))
+            (True, True, True)
         """
         support_tol = as_positive(support_tol, "support_tol")
         if support_tol != 1e-9:
@@ -243,6 +308,15 @@ class DiagonalLinearNetwork(TrainingLoss):
         return _factor(w, 1.0)
 
     def conserved(self, x) -> np.ndarray:
-        """``u⊙u − v⊙v``: ``d/dt (u_k² − v_k²) = −2u_k v_k g_k + 2v_k u_k g_k = 0``."""
+        """``u⊙u − v⊙v``: ``d/dt (u_k² − v_k²) = −2u_k v_k g_k + 2v_k u_k g_k = 0``.
+
+        Examples:
+            >>> p = DiagonalLinearNetwork.random(2, 3, rng=0)
+            >>> x = x0 = [1.0, 0.5, -1.0, 0.2, 1.0, 2.0]
+            >>> for _ in range(5):  # small gradient steps change u² − v² by O(η²) only
+            ...     x = x - 1e-4 * p.grad(x)
+            >>> p.conserved(x0).round(6).tolist(), p.conserved(x).round(6).tolist()
+            ([0.96, -0.75, -3.0], [0.96, -0.75, -3.0])
+        """
         u, v = self.split(self._point(x))
         return u * u - v * v

@@ -23,7 +23,13 @@ from .base import SquaredLoss, TrainingLoss
 
 
 class Example1(TrainingLoss):
-    """``f(x) = (x1 x2 − 1)²`` on ``R²`` (Example 1 of Ahn, Jadbabaie & Sra, 2024)."""
+    """``f(x) = (x1 x2 − 1)²`` on ``R²`` (Example 1 of Ahn, Jadbabaie & Sra, 2024).
+
+    Examples:
+        >>> p = Example1()
+        >>> float(p.f([2.0, 1.0])), p.grad([2.0, 1.0]).tolist(), p.hess([2.0, 1.0]).tolist()  # s = x1 x2 − 1 = 1
+        (1.0, [2.0, 4.0], [[2.0, 6.0], [6.0, 8.0]])
+    """
 
     quadratic_outputs = True
 
@@ -74,21 +80,51 @@ class Example1(TrainingLoss):
 
     # ------------------------------------------------------- known exactly
     def random_minimum(self, rng=None) -> np.ndarray:
-        """``(t, 1/t)`` with ``log|t| ~ N(0, 0.7²)`` and a random sign."""
+        """``(t, 1/t)`` with ``log|t| ~ N(0, 0.7²)`` and a random sign.
+
+        Examples:
+            >>> import numpy as np
+            >>> x = Example1().random_minimum(rng=0)
+            >>> round(float(x[0] * x[1]), 12), bool(np.array_equal(x, Example1().random_minimum(rng=0)))  # on x1 x2 = 1
+            (1.0, True)
+        """
         rng = make_rng(rng)
         t = rng.choice([-1.0, 1.0]) * np.exp(0.7 * rng.standard_normal())
         return np.array([t, 1.0 / t])
 
     def sharp_minimum(self) -> np.ndarray:
-        """``(3, 1/3)``: ``tr̄ = 9 + 1/9``, against ``2`` at the flat minimum ``(1, 1)``."""
+        """``(3, 1/3)``: ``tr̄ = 9 + 1/9``, against ``2`` at the flat minimum ``(1, 1)``.
+
+        Examples:
+            >>> p = Example1()
+            >>> x = p.sharp_minimum()  # a minimum (f = 0) with tr∇²f = 2(x1² + x2²) = 2(9 + 1/9)
+            >>> float(p.f(x)), round(float(p.trace_hess(x)), 6), round(2 * (9 + 1 / 9), 6)
+            (0.0, 18.222222, 18.222222)
+        """
         return np.array([3.0, 1.0 / 3.0])
 
     def flat_minima(self) -> tuple[np.ndarray, ...]:
-        """``(1, 1)`` and ``(−1, −1)``, the minimizers of ``tr̄ = x1² + 1/x1²`` on the hyperbola."""
+        """``(1, 1)`` and ``(−1, −1)``, the minimizers of ``tr̄ = x1² + 1/x1²`` on the hyperbola.
+
+        Examples:
+            >>> p = Example1()
+            >>> [(x.tolist(), float(p.f(x)), float(p.trace_hess(x))) for x in p.flat_minima()]  # tr = 2(t² + 1/t²) ≥ 4
+            [([1.0, 1.0], 0.0, 4.0), ([-1.0, -1.0], 0.0, 4.0)]
+            >>> float(p.grad_trace_hess([1.0, 1.0]) @ [1.0, -1.0])  # ∇tr ⟂ the tangent (1, −1): stationary on X*
+            0.0
+        """
         return (np.array([1.0, 1.0]), np.array([-1.0, -1.0]))
 
     def conserved(self, x) -> np.ndarray:
-        """``[x1² − x2²]``: ``d/dt (x1² − x2²) = −2x1·2s x2 + 2x2·2s x1 = 0``."""
+        """``[x1² − x2²]``: ``d/dt (x1² − x2²) = −2x1·2s x2 + 2x2·2s x1 = 0``.
+
+        Examples:
+            >>> p, x = Example1(), [2.0, 0.3]
+            >>> for _ in range(5):  # small gradient steps change x1² − x2² by O(η²) only
+            ...     x = x - 1e-4 * p.grad(x)
+            >>> p.conserved([2.0, 0.3]).tolist(), p.conserved(x).round(6).tolist()
+            ([3.91], [3.91])
+        """
         x = self._point(x)
         return np.array([x[0] * x[0] - x[1] * x[1]])
 
@@ -99,6 +135,14 @@ class Example1(TrainingLoss):
         ``c = x1² − x2²``: ``a² = (c + √(c² + 4))/2``, and both coordinates take the sign
         of the larger-magnitude coordinate of ``x`` (that one never crosses zero).
         If ``|x1| = |x2|`` and ``x1 x2 ≤ 0`` the flow ends at the saddle ``(0, 0)``.
+
+        Examples:
+            >>> p = Example1()
+            >>> phi = p.exact_limit([2.0, 0.3])  # on the hyperbola x1 x2 = 1, with the same x1² − x2² = 3.91
+            >>> round(float(phi[0] * phi[1]), 12), p.conserved(phi).round(12).tolist()
+            (1.0, [3.91])
+            >>> p.exact_limit([1.0, -1.0]).tolist()  # |x1| = |x2|, x1 x2 < 0: the flow ends at the saddle
+            [0.0, 0.0]
         """
         x = as_vector(x, 2)
         if abs(x[0]) == abs(x[1]) and x[0] * x[1] <= 0:

@@ -19,7 +19,15 @@ from .base import TrainingLoss
 
 
 def check_design(Z, y) -> tuple[np.ndarray, np.ndarray]:
-    """Validate an overparameterized design ``Z`` (n × D, D > n) and labels ``y`` (n,)."""
+    """Validate an overparameterized design ``Z`` (n × D, D > n) and labels ``y`` (n,).
+
+    Examples:
+        >>> import numpy as np
+        >>> check_design(np.ones((2, 2)), np.ones(2))  # D = n leaves no manifold of interpolants
+        Traceback (most recent call last):
+        ...
+        ValueError: Z must have more columns than rows (overparameterized: n_features > n_samples), got shape (2, 2)
+    """
     Z = as_array(Z, "Z", ndim=2)
     y = as_array(y, "y", ndim=1)
     n, D = Z.shape
@@ -38,6 +46,12 @@ class LinearRegression(TrainingLoss):
     Args:
         Z: design matrix, shape ``(n, D)`` with ``D > n``.
         y: labels, shape ``(n,)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> p = LinearRegression([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]], [1.0, 2.0])
+        >>> float(p.f([1.0, 1.0, 1.0])), float(p.trace_hess(np.zeros(3)))  # ‖(1, 0)‖²/(2·2); ‖Z‖_F²/n = 6/2
+        (0.25, 3.0)
     """
 
     quadratic_outputs = True
@@ -50,7 +64,14 @@ class LinearRegression(TrainingLoss):
 
     @classmethod
     def random(cls, n_samples: int, dim: int, rng=0) -> "LinearRegression":
-        """Gaussian ``Z`` (entries ``N(0, 1)``) and labels ``y ~ N(0, I)``."""
+        """Gaussian ``Z`` (entries ``N(0, 1)``) and labels ``y ~ N(0, I)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = LinearRegression.random(2, 4, rng=0)
+            >>> p.Z.shape, p.dim, bool(np.array_equal(p.Z, LinearRegression.random(2, 4, rng=0).Z))  # seeded
+            ((2, 4), 4, True)
+        """
         n_samples = as_int(n_samples, "n_samples", minimum=1)
         dim = as_int(dim, "dim", minimum=1)
         rng = make_rng(rng)
@@ -58,7 +79,14 @@ class LinearRegression(TrainingLoss):
 
     @property
     def Z(self) -> np.ndarray:
-        """The design matrix (read-only)."""
+        """The design matrix (read-only).
+
+        Examples:
+            >>> import numpy as np
+            >>> p = LinearRegression.random(2, 4, rng=0)
+            >>> bool(np.allclose(p.hess(np.zeros(4)), p.Z.T @ p.Z / 2)), p.Z.flags.writeable  # ∇²f = ZᵀZ/n
+            (True, False)
+        """
         return self._Z
 
     @cached_property
@@ -103,20 +131,54 @@ class LinearRegression(TrainingLoss):
 
     # ------------------------------------------------------- known exactly
     def random_minimum(self, rng=None) -> np.ndarray:
-        """``Φ(z)`` for ``z ~ N(0, I)``: the interpolant ``Z⁺y`` plus a random null-space part."""
+        """``Φ(z)`` for ``z ~ N(0, I)``: the interpolant ``Z⁺y`` plus a random null-space part.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = LinearRegression.random(2, 4, rng=0)
+            >>> w = p.random_minimum(rng=1)
+            >>> bool(np.allclose(p.Z @ w, p.y)), bool(np.allclose(p.grad(w), 0.0))  # an interpolant, a critical point
+            (True, True)
+        """
         return self.exact_limit(make_rng(rng).standard_normal(self.dim))
 
     def conserved(self, x) -> np.ndarray:
-        """The null-space component ``(I − Z⁺Z) w``, which the flow never changes."""
+        """The null-space component ``(I − Z⁺Z) w``, which the flow never changes.
+
+        Examples:
+            >>> import numpy as np
+            >>> p, w = LinearRegression.random(2, 4, rng=0), np.ones(4)
+            >>> w_next = w - 0.1 * p.grad(w)  # ∇f = Zᵀ(Zw − y)/n lies in the row space of Z
+            >>> bool(np.allclose(p.conserved(w_next), p.conserved(w))), bool(np.allclose(p.Z @ p.conserved(w), 0.0))
+            (True, True)
+        """
         x = self._point(x)
         return x - self._Z_pinv @ (self._Z @ x)
 
     def exact_limit(self, x) -> np.ndarray:
-        """``Φ(w) = w − Z⁺(Zw − y)``: the least-squares solution with ``w``'s null-space part."""
+        """``Φ(w) = w − Z⁺(Zw − y)``: the least-squares solution with ``w``'s null-space part.
+
+        Examples:
+            >>> import numpy as np
+            >>> p, w = LinearRegression.random(2, 4, rng=0), np.ones(4)
+            >>> phi = p.exact_limit(w)  # on X* (Zw = y), with the same null-space part as w
+            >>> bool(np.allclose(p.Z @ phi, p.y)), bool(np.allclose(p.conserved(phi), p.conserved(w)))
+            (True, True)
+        """
         x = self._point(x)
         return x - self._Z_pinv @ (self._Z @ x - self._y)
 
     def exact_limit_jacobian(self, x) -> np.ndarray:
-        """``∂Φ = I − Z⁺Z``, the projector onto the null space of ``Z`` (the same at every ``w``)."""
+        """``∂Φ = I − Z⁺Z``, the projector onto the null space of ``Z`` (the same at every ``w``).
+
+        Examples:
+            >>> import numpy as np
+            >>> p = LinearRegression.random(2, 5, rng=0)
+            >>> P = p.exact_limit_jacobian(np.zeros(5))  # symmetric, idempotent, rank D − n = 3, kills the rows of Z
+            >>> bool(np.allclose(P @ P, P) and np.allclose(P, P.T)), round(float(np.trace(P)), 9)
+            (True, 3.0)
+            >>> bool(np.allclose(p.Z @ P, 0.0))
+            True
+        """
         self._point(x)
         return np.eye(self.dim) - self._Z_pinv @ self._Z

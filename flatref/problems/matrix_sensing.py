@@ -36,17 +36,28 @@ class MatrixSensing(TrainingLoss):
         r: the number of columns of ``U``.
         M_star: optional ground truth ``M*`` (symmetric PSD, ``y_i = ⟨A_i, M*⟩``);
             ``r`` must be at least its rank.
+        symmetry_tol: ``A_i`` and ``M*`` must be symmetric to ``symmetry_tol`` times their
+            largest entry (and ``1``): ``1e-12`` admits matrices symmetrized in floating
+            point (``(G + Gᵀ)/2`` is exact) or read back from text, and rejects any real asymmetry.
+
+    Examples:
+        >>> import numpy as np
+        >>> A = np.array([np.eye(2), [[0.0, 1.0], [1.0, 0.0]]])  # p_1 = tr UUᵀ = ‖U‖², p_2 = 2 Σ_b U_0b U_1b
+        >>> p = MatrixSensing(A, [2.0, 2.0], r=1)
+        >>> p.outputs([1.0, -1.0]).tolist(), float(p.f([1.0, -1.0])), float(p.f([1.0, 1.0]))  # (0² + 4²)/(2·2) = 4
+        ([2.0, -2.0], 4.0, 0.0)
     """
 
     quadratic_outputs = True
 
-    def __init__(self, A, y, r: int, *, M_star=None):
+    def __init__(self, A, y, r: int, *, M_star=None, symmetry_tol: float = 1e-12):
         A = as_array(A, "A", ndim=3)
         m, n, n2 = A.shape
         if n != n2:
             raise ValueError(f"A must have shape (m, n, n), got shape {A.shape}")
+        self.symmetry_tol = as_positive(symmetry_tol, "symmetry_tol")
         asym = np.max(np.abs(A - A.transpose(0, 2, 1)), initial=0.0)
-        if asym > 1e-12 * max(1.0, np.max(np.abs(A), initial=0.0)):
+        if asym > self.symmetry_tol * max(1.0, np.max(np.abs(A), initial=0.0)):
             raise ValueError(f"A must hold symmetric matrices; max |A_i − A_iᵀ| = {asym:.3g}")
         y = as_array(y, "y", ndim=1)
         if y.shape != (m,):
@@ -69,7 +80,8 @@ class MatrixSensing(TrainingLoss):
         M = as_array(M_star, "M_star", ndim=2)
         if M.shape != (self.n, self.n):
             raise ValueError(f"M_star must have shape ({self.n}, {self.n}), got shape {M.shape}")
-        if not np.allclose(M, M.T, rtol=1e-12, atol=1e-12 * max(1.0, np.max(np.abs(M)))):
+        tol = self.symmetry_tol
+        if not np.allclose(M, M.T, rtol=tol, atol=tol * max(1.0, np.max(np.abs(M)))):
             raise ValueError("M_star must be symmetric")
         rank = np.linalg.matrix_rank(M)
         if self.r < rank:
@@ -84,6 +96,12 @@ class MatrixSensing(TrainingLoss):
         """``A_i = (G_i + G_iᵀ)/2`` with Gaussian ``G_i``, and ``M* = U*U*ᵀ``.
 
         ``U* ∈ R^{n×true_rank}`` has entries ``N(0, 1/n)``, so ``‖M*‖`` is of order one.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)  # y_i = ⟨A_i, M*⟩ with M* of rank 1
+            >>> bool(np.allclose(p.y, np.einsum("iab,ab->i", p.A, p.M_star))), int(np.linalg.matrix_rank(p.M_star))
+            (True, 1)
         """
         n = as_int(n, "n", minimum=1)
         r = as_int(r, "r", minimum=1)
@@ -102,15 +120,36 @@ class MatrixSensing(TrainingLoss):
 
     @property
     def A(self) -> np.ndarray:
-        """The sensing matrices (read-only)."""
+        """The sensing matrices (read-only).
+
+        Examples:
+            >>> import numpy as np
+            >>> A = MatrixSensing.random(3, 2, 1, 4, rng=0).A
+            >>> A.shape, bool(np.array_equal(A, A.transpose(0, 2, 1))), A.flags.writeable  # m symmetric n × n
+            ((4, 3, 3), True, False)
+        """
         return self._A
 
     def as_matrix(self, x) -> np.ndarray:
-        """The factor ``U`` (an ``n × r`` view of ``x``)."""
+        """The factor ``U`` (an ``n × r`` view of ``x``).
+
+        Examples:
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)
+            >>> p.as_matrix(list(range(6))).tolist()  # row-major: x[a·r + b] = U[a, b]
+            [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+        """
         return self._point(x).reshape(self.n, self.r)
 
     def recovery_error(self, x) -> float:
-        """``‖UUᵀ − M*‖_F / ‖M*‖_F``."""
+        """``‖UUᵀ − M*‖_F / ‖M*‖_F``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)
+            >>> R = np.array([[0.6, -0.8], [0.8, 0.6]])  # orthogonal: (U*R)(U*R)ᵀ = U*U*ᵀ = M*
+            >>> round(p.recovery_error((p.truth_factor() @ R).ravel()), 12), p.recovery_error(np.zeros(6))
+            (0.0, 1.0)
+        """
         if self.M_star is None:
             raise ValueError("recovery_error needs M_star")
         U = self.as_matrix(x)
@@ -192,7 +231,15 @@ class MatrixSensing(TrainingLoss):
 
     # ------------------------------------------------------- known exactly
     def truth_factor(self) -> np.ndarray:
-        """The ground truth as a point: ``[U*, 0]`` with ``U*U*ᵀ = M*`` (from the eigen-decomposition), shape ``(n, r)``."""
+        """The ground truth as a point: ``[U*, 0]`` with ``U*U*ᵀ = M*`` (by eigen-decomposition), shape ``(n, r)``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)
+            >>> U = p.truth_factor()  # rank 1: the second column is zero
+            >>> bool(np.allclose(U @ U.T, p.M_star)), U[:, 1].tolist(), round(float(p.f(U.ravel())), 12)
+            (True, [0.0, 0.0, 0.0], 0.0)
+        """
         if self.M_star is None:
             raise ValueError(f"{self!r} has no ground truth M_star: pass M_star to the constructor")
         lam, vecs = np.linalg.eigh(self.M_star)
@@ -203,12 +250,20 @@ class MatrixSensing(TrainingLoss):
         return U
 
     def random_minimum(self, rng=None) -> np.ndarray:
-        """The Gauss–Newton projection onto ``X*`` of ``[U*, 0] + 0.3 N(0, 1/n)`` noise."""
+        """The Gauss–Newton projection onto ``X*`` of ``[U*, 0] + 0.3 N(0, 1/n)`` noise.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)
+            >>> x = p.random_minimum(rng=1)
+            >>> bool(np.allclose(p.outputs(x), p.y)), bool(np.allclose(p.grad(x), 0.0))  # ⟨A_i, UUᵀ⟩ = y_i: a minimum
+            (True, True)
+        """
         rng = make_rng(rng)
         U0 = self.truth_factor() + 0.3 * rng.standard_normal((self.n, self.r)) / np.sqrt(self.n)
         return self.project_to_minima(U0.ravel())
 
-    def sharp_minimum(self, scale: float = 1.0, rng=0) -> np.ndarray:
+    def sharp_minimum(self, scale: float = 1.0, rng=0, *, distinct_tol: float = 1e-6) -> np.ndarray:
         """An interpolant with large extra columns: ``[U*, scale·N(0, 1/n)]`` projected onto ``X*``.
 
         Needs ``r`` above the rank ``k`` of ``M*`` and few enough measurements that
@@ -217,9 +272,23 @@ class MatrixSensing(TrainingLoss):
         consistent with the measurements, ``X*`` is the orbit ``{U*R : RRᵀ = I}`` and
         every minimum is equally flat (``tr∇²f = ⟨K, M*⟩ + const``).
 
+        Args:
+            scale: the size of the extra columns before the projection.
+            rng: seed or generator of the extra columns.
+            distinct_tol: the projection has landed on ``UUᵀ = M*`` when the recovery error is
+                below this; a sharp interpolant stands ``O(scale)`` away, the truth within the
+                projection's ``1e-13``, and ``1e-6`` lies far from both.
+
         Raises:
             ValueError: if ``r = k``, or if the projection lands on ``UUᵀ = M*`` (no sharper
                 interpolant near the start).
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(3, 2, 1, 4, rng=0)  # m = 4 < 2nk = 6: interpolants other than M* exist
+            >>> x = p.sharp_minimum()
+            >>> bool(np.allclose(p.outputs(x), p.y)), p.recovery_error(x) > 0.1  # on X*, yet UUᵀ ≠ M*
+            (True, True)
         """
         scale = as_positive(scale, "scale")
         U0 = self.truth_factor()
@@ -228,7 +297,7 @@ class MatrixSensing(TrainingLoss):
             raise ValueError(f"sharp_minimum needs r > rank(M_star) = {k} (room for extra columns)")
         U0[:, k:] = scale * make_rng(rng).standard_normal((self.n, self.r - k)) / np.sqrt(self.n)
         x = self.project_to_minima(U0.ravel())
-        if self.recovery_error(x) < 1e-6:
+        if self.recovery_error(x) < as_positive(distinct_tol, "distinct_tol"):
             raise ValueError(
                 f"{self!r}: the projection landed on UUᵀ = M*; with m = {self.n_samples} measurements M* is "
                 "likely the only PSD interpolant, so no minimum is sharper than another (use fewer measurements)"
