@@ -37,6 +37,13 @@ class Step:
 
     ``grad_evals`` counts full-gradient equivalents beyond ``∇f(x_t)`` (a batch of ``b``
     per-sample gradients counts ``b/n``).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> p, x = Example1(), np.array([2.0, 1.0])
+        >>> s = GD(0.1).step(p, x, p.grad(x), (), None)       # ∇f(2, 1) = (2, 4)
+        >>> s.x.round(12).tolist(), s.perturbed, s.grad_evals
+        ([1.8, 0.6], False, 0.0)
     """
 
     x: np.ndarray
@@ -45,7 +52,24 @@ class Step:
 
 
 class StepRule(abc.ABC):
-    """A method: its parameters, its random draws and its step."""
+    """A method: its parameters, its random draws and its step.
+
+    Adding a method means subclassing it with a :meth:`step` (and :meth:`draw` for its randomness).
+
+    Examples:
+        >>> from flatref import run
+        >>> from flatref.problems import Example1
+        >>> class Halved(StepRule):                       # gradient descent with η = 0.05, by hand
+        ...     def step(self, problem, x, g, noise, rng):
+        ...         return Step(x - 0.05 * g, False, 0.0)
+        >>> a = run(Example1(), Halved(), [2.0, 0.6], steps=20).x_last
+        >>> bool(np.array_equal(a, run(Example1(), GD(0.05), [2.0, 0.6], steps=20).x_last))
+        True
+        >>> StepRule()                                     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: Can't instantiate abstract class StepRule ...
+    """
 
     def check(self, problem: Problem) -> None:
         """Raise a ``TypeError``/``ValueError`` if the method cannot run on ``problem``."""
@@ -84,7 +108,18 @@ def _draw_batches(problem: TrainingLoss, rng, count, b):
 
 @dataclass(frozen=True)
 class GD(StepRule):
-    """Gradient descent, ``x_{t+1} = x_t − η ∇f(x_t)``; stable for ``η λ_max(∇²f) < 2``."""
+    """Gradient descent, ``x_{t+1} = x_t − η ∇f(x_t)``; stable for ``η λ_max(∇²f) < 2``.
+
+    Examples:
+        >>> from flatref import run
+        >>> from flatref.problems import Example1
+        >>> run(Example1(), GD(0.1), [2.0, 1.0], steps=1).x_last.round(12).tolist()   # (2, 1) − 0.1 · (2, 4)
+        [1.8, 0.6]
+        >>> GD(0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: eta must be positive and finite, got 0.0
+    """
 
     eta: float
 
@@ -109,6 +144,25 @@ class RS(StepRule):
         eta_prime: the perturbation step ``η′ > 0``.
         rho: the smoothing radius ``ρ ≥ 0``.
         eps0: the gate ``ε0 > 0``; ``math.inf`` perturbs every step.
+
+    Examples:
+        >>> from flatref import run, tr_bar
+        >>> from flatref.problems import Example1
+        >>> p = Example1()
+        >>> # ρ = 0: the perturbation is Proj⊥_{∇f(x)} ∇f(x) = 0, so RS is GD (perturbed at every step all the same)
+        >>> rs = run(p, RS(0.05, 0.05, 0.0), [2.0, 0.6], steps=20)
+        >>> bool(np.array_equal(rs.x_last, run(p, GD(0.05), [2.0, 0.6], steps=20).x_last)), bool(rs.perturbed.all())
+        (True, True)
+        >>> # the gate: ‖∇f(2, 0.7)‖ = 1.68 > ε0 = 1, so the first step is a plain gradient step
+        >>> bool(run(p, RS(0.05, 0.05, 0.3, eps0=1.0), [2.0, 0.7], steps=1).perturbed[0])
+        False
+        >>> # from the sharp minimum (3, 1/3), tr̄ = 9 + 1/9, RS reaches the flat minima, where tr̄ = 1 + 1
+        >>> round(float(tr_bar(p, run(p, RS(0.05, 0.05, 0.3), [3.0, 1 / 3], steps=2000, rng=0).x_last)), 2)
+        2.0
+        >>> RS(0.1, 0.1, -0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: rho must be non-negative and finite, got -0.1
     """
 
     eta: float
@@ -155,6 +209,20 @@ class SA(StepRule):
         eta, eta_prime, rho, eps0: as for :class:`RS`.
         batch_size: ``b``, between 1 and ``n_samples``.
         xi: the relative size of Remark 2's displacement.
+
+    Examples:
+        >>> from flatref import run, tr_bar
+        >>> from flatref.problems import Example1
+        >>> p = Example1()
+        >>> trajectory = run(p, SA(0.05, 0.05, 0.3), [3.0, 1 / 3], steps=2000, rng=0)
+        >>> round(float(tr_bar(p, trajectory.x_last)), 6)   # from tr̄ = 9 + 1/9 to the flat minima's 1 + 1
+        2.0
+        >>> trajectory.grad_evals                            # 1 + 2000 · (1 + 2b/n), b = n = 1
+        6001.0
+        >>> SA(0.1, 0.1, 0.1, batch_size=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must be >= 1, got 0
     """
 
     eta: float
@@ -177,7 +245,17 @@ class SA(StepRule):
         return _draw_batches(problem, rng, count, self.batch_size), rng.choice([-1.0, 1.0], size=count)
 
     def direction(self, problem: TrainingLoss, x, batch, rng) -> np.ndarray:
-        """The unit direction ``u_B`` (see the class docstring), with Remark 2's fallback."""
+        """The unit direction ``u_B`` (see the class docstring), with Remark 2's fallback.
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> sa, p = SA(0.1, 0.1, 0.1), Example1()
+            >>> sa.direction(p, np.array([2.0, 1.0]), [0], None).round(6).tolist()   # ∇p = (x2, x1) = (1, 2), over √5
+            [0.447214, 0.894427]
+            >>> u = sa.direction(p, np.zeros(2), [0], np.random.default_rng(0))     # ∇p(0) = 0: Remark 2's fallback
+            >>> round(float(np.linalg.norm(u)), 12)
+            1.0
+        """
         for shift in (0.0, 1.0):
             z = x if shift == 0.0 else x + self.xi * (1 + np.linalg.norm(x)) * _unit(rng, problem.dim)
             if self.batch_size == 1:
@@ -206,6 +284,18 @@ class SAM(StepRule):
     drives down the largest Hessian eigenvalue; with small batches it drives down the
     trace (Wen et al., 2022). Where ``∇f_B(x) = 0`` there is no ascent direction and
     the step is ``x − η ∇f_B(x)``.
+
+    Examples:
+        >>> from flatref import run
+        >>> from flatref.problems import Example1
+        >>> p = Example1()
+        >>> s = SAM(0.1, 0.5).step(p, np.array([1.0, 1.0]), p.grad([1.0, 1.0]), (), None)   # ∇f(1, 1) = 0
+        >>> s.x.tolist(), s.perturbed
+        ([1.0, 1.0], False)
+        >>> x = np.array([2.0, 1.0])                          # one step: x − η ∇f(x + ρ ∇f(x)/‖∇f(x)‖)
+        >>> expected = x - 0.1 * p.grad(x + 0.5 * p.grad(x) / np.linalg.norm(p.grad(x)))
+        >>> bool(np.array_equal(run(p, SAM(0.1, 0.5), x, steps=1).x_last, expected))
+        True
     """
 
     eta: float
@@ -241,7 +331,20 @@ class SAM(StepRule):
 
 @dataclass(frozen=True)
 class LabelNoiseSGD(StepRule):
-    """SGD with label noise (Damian et al., 2021): ``x − η ∇f_B(x; y_B + σ ξ)``, ``ξ ~ N(0, I_b)`` each step."""
+    """SGD with label noise (Damian et al., 2021): ``x − η ∇f_B(x; y_B + σ ξ)``, ``ξ ~ N(0, I_b)`` each step.
+
+    Examples:
+        >>> from flatref import run
+        >>> from flatref.problems import Example1
+        >>> p = Example1()                                    # one sample: with σ = 0 it is gradient descent
+        >>> a = run(p, LabelNoiseSGD(0.05, 0.0), [2.0, 0.6], steps=20).x_last
+        >>> bool(np.array_equal(a, run(p, GD(0.05), [2.0, 0.6], steps=20).x_last))
+        True
+        >>> LabelNoiseSGD(0.1, -1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: sigma must be non-negative and finite, got -1.0
+    """
 
     eta: float
     sigma: float

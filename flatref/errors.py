@@ -8,11 +8,30 @@ no result makes sense, or when the caller asked for it with ``throw=True``.
 
 
 class FlatrefError(Exception):
-    """Base class of flatref's own exceptions."""
+    """Base class of flatref's own exceptions.
+
+    Bad input is not one of them: it raises the built-in ``ValueError``/``TypeError``.
+
+    Examples:
+        >>> from flatref.errors import ConvergenceError, LimitMapError, StatusError
+        >>> [issubclass(e, FlatrefError) for e in (ConvergenceError, StatusError, LimitMapError)]
+        [True, True, True]
+        >>> issubclass(ValueError, FlatrefError)
+        False
+    """
 
 
 class ConvergenceError(FlatrefError):
-    """An inner iteration (e.g. a Gauss–Newton projection) did not converge."""
+    """An inner iteration (e.g. a Gauss–Newton projection) did not converge.
+
+    Examples:
+        >>> from flatref.problems import Example1, Problem
+        >>> try:                                   # ∇²f(1, −1) = 2[[1, −3], [−3, 1]] has eigenvalue −4: no minimum near
+        ...     Problem.project_to_minima(Example1(), [1.0, -1.0])
+        ... except ConvergenceError as err:
+        ...     print(type(err).__name__, isinstance(err, FlatrefError))
+        ConvergenceError True
+    """
 
 
 class StatusError(FlatrefError):
@@ -20,6 +39,15 @@ class StatusError(FlatrefError):
 
     Attributes:
         result: the result object (its ``status`` and ``message`` say what happened).
+
+    Examples:
+        >>> from flatref import GD, run
+        >>> from flatref.problems import Example1
+        >>> try:                                   # η = 1 is far above 2/λ_max(∇²f(2, 1)) ≈ 0.17: the run blows up
+        ...     run(Example1(), GD(1.0), [2.0, 1.0], steps=50, throw=True)
+        ... except StatusError as err:
+        ...     print(err.result.status, err.result.success)
+        diverged False
     """
 
     def __init__(self, result):
@@ -32,6 +60,15 @@ class LimitMapError(StatusError):
 
     Attributes:
         result, limit_point: the :class:`~flatref.flow.LimitPoint` of the failed flow.
+
+    Examples:
+        >>> from flatref import stationarity_metric
+        >>> from flatref.problems import Example1
+        >>> try:                                   # from (1, −1) the flow runs into the saddle (0, 0)
+        ...     stationarity_metric(Example1(), [1.0, -1.0])
+        ... except LimitMapError as err:
+        ...     print(err.limit_point.status, isinstance(err, StatusError))
+        saddle True
     """
 
     def __init__(self, limit_point):

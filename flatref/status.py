@@ -55,12 +55,26 @@ class Status(str, enum.Enum):
 
     @property
     def message(self) -> str:
-        """What the status means, in a sentence."""
+        """What the status means, in a sentence.
+
+        Examples:
+            >>> Status.SADDLE.message
+            'the flow ended at a stationary point with a negative Hessian eigenvalue'
+            >>> all(status.message for status in Status)      # every status has one
+            True
+        """
         return MESSAGES[self]
 
     @property
     def success(self) -> bool:
-        """True when the computation ended as asked: a minimum, every step, a requested stop, every event."""
+        """True when the computation ended as asked: a minimum, every step, a requested stop, every event.
+
+        Examples:
+            >>> [str(status) for status in Status if status.success]
+            ['converged', 'completed', 'stopped', 'reached']
+            >>> Status.CAPPED.success, Status.DIVERGED.success
+            (False, False)
+        """
         return self in _SUCCESS
 
 
@@ -81,5 +95,12 @@ _SUCCESS = frozenset({Status.CONVERGED, Status.COMPLETED, Status.STOPPED, Status
 
 
 def describe(status: Status, detail: str = "") -> str:
-    """``status.message``, followed by ``": detail"`` when there is one."""
+    """``status.message``, followed by ``": detail"`` when there is one.
+
+    Examples:
+        >>> describe(Status.COMPLETED, "200 steps")
+        'every step was taken: 200 steps'
+        >>> describe(Status.COMPLETED) == Status.COMPLETED.message
+        True
+    """
     return f"{status.message}: {detail}" if detail else status.message

@@ -23,6 +23,15 @@ def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
 
     ``E_u ∇³f(x)[u, u] = ∇tr̄(x)`` for ``u ~ Unif(S^{d−1})`` because ``E uuᵀ = I/d``; the odd
     moments vanish, so the remainder is ``O(ρ⁴)``.
+
+    Examples:
+        >>> from flatref.geometry import project_tangent
+        >>> from flatref.problems import Example1
+        >>> v = rs_leading_perturbation(Example1(), [1.0, 1.0], 0.1)   # ∇f = 0, ∇tr̄ = 2x: v = ρ² (1, 1)
+        >>> v.round(12).tolist(), project_tangent(Example1(), [1.0, 1.0], v).round(12).tolist()  # normal to X*
+        ([0.01, 0.01], [0.0, 0.0])
+        >>> rs_leading_perturbation(Example1(), [3.0, 1 / 3], 0.1).round(6).tolist()   # (ρ²/2) · 2 · (3, 1/3)
+        [0.03, 0.003333]
     """
     x = as_vector(x, problem.dim)
     rho = as_nonnegative(rho, "rho")
@@ -34,6 +43,19 @@ def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
 
     It is ``d`` times the tangent part of :func:`rs_leading_perturbation` (batch size 1,
     the same sample inside and outside).
+
+    Examples:
+        >>> import numpy as np
+        >>> from flatref.geometry import project_tangent
+        >>> from flatref.problems import DiagonalLinearNetwork, Example1
+        >>> problem = DiagonalLinearNetwork.random(4, 8, sparsity=2, rng=0)
+        >>> x_star = problem.random_minimum(0)
+        >>> rs = project_tangent(problem, x_star, rs_leading_perturbation(problem, x_star, 0.1))
+        >>> problem.dim, bool(np.allclose(sa_leading_perturbation(problem, x_star, 0.1), problem.dim * rs))
+        (16, True)
+        >>> v = sa_leading_perturbation(Example1(), [3.0, 1 / 3], 0.1)   # ‖v‖ = (ρ²/2) · d · metric, metric = 5.889681
+        >>> round(float(np.linalg.norm(v)), 6)
+        0.058897
     """
     rho = as_nonnegative(rho, "rho")
     return 0.5 * rho**2 * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
@@ -42,6 +64,17 @@ def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
 def lemma1_bound(problem: Problem, x, eta: float, eta_prime: float, v, beta: float) -> float:
     """Lemma 1 (eq. (11)): for ``η ≤ 1/β`` and ``v ⊥ ∇f(x)``,
     ``f(x − η∇f(x) − η′v) ≤ f(x) − (η/2)‖∇f(x)‖² + (β/2) η′² ‖v‖²``; returns the right-hand side.
+
+    Examples:
+        >>> import numpy as np
+        >>> from flatref.problems import Example1
+        >>> p, x = Example1(), np.array([2.0, 1.0])       # f = 1, ∇f = (2, 4), λ_max(∇²f) = 5 + √45 < 12
+        >>> v = np.array([4.0, -2.0])                     # v ⊥ ∇f
+        >>> bound = lemma1_bound(p, x, 0.05, 0.1, v, beta=12.0)   # 1 − 0.025·20 + 6·0.01·20
+        >>> round(bound, 12), bool(p.f(x - 0.05 * p.grad(x) - 0.1 * v) <= bound)
+        (1.7, True)
+        >>> round(lemma1_bound(p, x, 0.05, 0.0, v, beta=12.0), 12), round(float(p.f(x - 0.05 * p.grad(x))), 12)
+        (0.5, 0.2704)
     """
     x = as_vector(x, problem.dim)
     v = as_vector(v, problem.dim, "v")
@@ -56,6 +89,14 @@ def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **lim
     The gradient part of the step does not move ``Φ`` to first order (Lemma 6), and the
     perturbation moves it by ``−η′ ∂Φ(x_t) E v``. ``∂Φ(x_t)∇tr̄(x_t)`` is computed
     matrix-free from the variational equation.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> # at the sharp minimum (3, 1/3): −(η′ρ²/2) · metric², metric² = (160/9)² / (82/9) = 34.688347
+        >>> round(lemma2_trace_change(Example1(), [3.0, 1 / 3], 0.1, 0.1), 6)
+        -0.017344
+        >>> abs(round(lemma2_trace_change(Example1(), [1.0, 1.0], 0.1, 0.1), 12))   # the flat minimum: no change
+        0.0
     """
     eta_prime, rho = as_nonnegative(eta_prime, "eta_prime"), as_nonnegative(rho, "rho")
     direction = limit_jacobian(problem, x, grad_tr_bar(problem, x), **limit_options)
@@ -64,7 +105,14 @@ def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **lim
 
 @dataclass(frozen=True)
 class Schedule:
-    """Parameters for Algorithm 1 or 2 from its theorem's scalings, with the free constants applied."""
+    """Parameters for Algorithm 1 or 2 from its theorem's scalings, with the free constants applied.
+
+    Examples:
+        >>> Schedule(eta=0.5, eta_prime=0.01, rho=0.1, eps0=math.inf, steps=100).steps
+        100
+        >>> rs_schedule(1.0, 0.5, 1.0, c_steps=1e-9).steps    # at least one step
+        1
+    """
 
     eta: float
     eta_prime: float
@@ -87,6 +135,11 @@ def rs_schedule(
 
     The theorem asks for a polynomially small gate ``ε0`` whose exponent the paper's surviving text does
     not give, so ``eps0`` is an argument (``math.inf``: perturb at every step).
+
+    Examples:
+        >>> s = rs_schedule(4.0, 0.01, 0.5)     # η = 1/4, η′ = δε, ρ = δ√ε, T = ε⁻³δ⁻⁴ = 10⁶ · 16
+        >>> s.eta, round(s.eta_prime, 12), round(s.rho, 12), s.steps, s.eps0
+        (0.25, 0.005, 0.05, 16000000, inf)
     """
     eps = as_positive(eps, "eps")
     return _schedule("RS", beta, eps, delta, 1, math.sqrt(eps), eps0, c_eta_prime, c_rho, c_steps)
@@ -113,6 +166,14 @@ def sa_schedule(
     is ``d·(η′ρ²/2)·ε`` while the metric exceeds ``√ε``, and Theorem 1's probabilistic
     argument costs one more ``δ⁻¹``, so ``T ∝ δ⁻¹/(d η′ρ² ε)``, which is Table 1's bound
     exactly when ``ρ² ∝ δ² min(1, d³ε)``.
+
+    Examples:
+        >>> s = sa_schedule(4.0, 0.01, 0.5, 10)   # d³ε = 10 ≥ 1: ρ = δ, T = d⁻¹ε⁻²δ⁻⁴ = 0.1 · 10⁴ · 16
+        >>> s.eta, round(s.eta_prime, 12), round(s.rho, 12), s.steps
+        (0.25, 0.005, 0.5, 16000)
+        >>> s = sa_schedule(4.0, 0.01, 0.5, 2)    # d³ε = 0.08: ρ = δ√0.08, T = 10⁴ · 12.5 · 16 / 2
+        >>> round(s.rho, 12) == round(0.5 * math.sqrt(0.08), 12), s.steps
+        (True, 1000000)
     """
     eps, d = as_positive(eps, "eps"), as_int(dim, "dim", minimum=1)
     return _schedule("SA", beta, eps, delta, d, min(1.0, math.sqrt(d**3 * eps)), eps0, c_eta_prime, c_rho, c_steps)
@@ -135,6 +196,14 @@ def table1_iterations(eps: float, delta: float, dim: int) -> dict[str, float]:
     """Table 1's iteration bounds without constants.
 
     RS: ``ε⁻³δ⁻⁴`` (Theorem 1); SA: ``d⁻¹ε⁻²(1 ∨ 1/(d³ε))δ⁻⁴`` (Theorem 2).
+
+    Examples:
+        >>> {k: round(v, 6) for k, v in table1_iterations(0.01, 1, 10).items()}   # d³ε = 10: SA = ε⁻²/d
+        {'RS': 1000000.0, 'SA': 1000.0}
+        >>> round(table1_iterations(0.01, 1, 2)["SA"], 6)                         # d³ε = 0.08: ε⁻²/(0.08 d)
+        62500.0
+        >>> round(table1_iterations(0.01, 0.5, 10)["RS"] / table1_iterations(0.01, 1, 10)["RS"], 12)   # δ⁻⁴
+        16.0
     """
     eps, delta = as_positive(eps, "eps"), as_positive(delta, "delta")
     d = as_int(dim, "dim", minimum=1)
@@ -149,6 +218,14 @@ def table1_exponents(method: str, eps: float, dim: int) -> tuple[float, float]:
 
     RS: ``(−3, 0)``. SA: ``(−2, −1)`` where ``d³ε > 1`` and ``(−3, −4)`` where ``d³ε < 1``
     (the bound's two branches; at ``d³ε = 1`` the first is returned).
+
+    Examples:
+        >>> table1_exponents("RS", 0.01, 10)
+        (-3.0, 0.0)
+        >>> table1_exponents("SA", 0.01, 10), table1_exponents("SA", 0.01, 2)   # d³ε = 10 and 0.08
+        ((-2.0, -1.0), (-3.0, -4.0))
+        >>> table1_exponents("SA", 0.125, 2)                                    # d³ε = 1: the first branch
+        (-2.0, -1.0)
     """
     eps = as_positive(eps, "eps")
     d = as_int(dim, "dim", minimum=1)

@@ -24,7 +24,13 @@ from .._validation import as_int
 
 
 def default_jobs() -> int:
-    """The CPUs this process may use."""
+    """The CPUs this process may use.
+
+    Examples:
+        >>> jobs = default_jobs()
+        >>> isinstance(jobs, int) and 1 <= jobs <= (os.cpu_count() or 1)
+        True
+    """
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -33,11 +33,11 @@ import numpy as np
 from .._validation import as_int, as_positive, as_vector
 from ..algorithms import StepRule
 from ..driver import run
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, StatusError
 from ..flatness import flattest_trace, metric_at_minimum
 from ..flow import limit_map
 from ..problems import Problem
-from ..status import Status
+from ..status import Status, describe
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,15 @@ class Hits:
         status: ``reached`` (every event), ``capped`` or ``diverged`` (a :class:`~flatref.status.Status`).
         gap_start, gap_end: the trace gap at the limits of the first and the last screened iterate.
         metric_start, metric_end: the metric there.
+
+    Examples:
+        >>> from flatref import SA
+        >>> from flatref.problems import Example1
+        >>> hits = first_hits(Example1(), SA(0.05, 0.05, 0.3), [3.0, 1 / 3], (0.1, 0.05), max_steps=2000)
+        >>> round(hits.gap_start, 6), round(hits.metric_start, 6)   # 2(9 + 1/9) − 2(1 + 1); |18 − 2/9| / √(9 + 1/9)
+        (14.222222, 5.889681)
+        >>> hits.to_flat[0.1] <= hits.to_flat[0.05] == hits.steps, hits.metric_end <= 0.05**0.5  # √ε: later for small ε
+        (True, True)
     """
 
     to_flat: dict
@@ -70,7 +79,30 @@ class Hits:
 
     @property
     def success(self) -> bool:
+        """True when every event was reached (status ``reached``).
+
+        Examples:
+            >>> from flatref import GD
+            >>> from flatref.problems import Example1
+            >>> hits = first_hits(Example1(), GD(0.05), [3.0, 1 / 3], 0.1, max_steps=100)   # ∇f = 0: GD stays sharp
+            >>> hits.status, hits.success, hits.to_flat
+            ('capped', False, {0.1: None})
+            >>> first_hits(Example1(), GD(0.05), [1.0, 1.0], 0.1, max_steps=100).success    # flat from the start
+            True
+        """
         return self.status.success
+
+    @property
+    def message(self) -> str:
+        """The status's message, with the steps run.
+
+        Examples:
+            >>> from flatref import GD
+            >>> from flatref.problems import Example1
+            >>> first_hits(Example1(), GD(0.05), [3.0, 1 / 3], 0.1, max_steps=100).message
+            'the step cap was reached before every event: after 100 steps'
+        """
+        return describe(self.status, f"after {self.steps} steps")
 
 
 def screen_limit(problem: Problem, x) -> np.ndarray:
@@ -95,10 +127,22 @@ def screening_steps(max_steps: int, *, first: int = 64, growth: float = 1.25, re
     """The steps at which a run is screened: chunks of ``first, ⌈first·growth⌉, …`` steps, each
     screened every ``max(1, chunk // records)`` steps and at its end.
 
+    Args:
+        max_steps: the last step.
+        first: the first chunk's length.
+        growth: each chunk is ``growth`` times the last (``≥ 1``), so a long run costs
+            ``O(records · log(max_steps))`` screens.
+        records: screens per chunk: a hit is late by at most ``1/records`` of a chunk, that is
+            about ``(growth − 1)/records`` of ``t`` (1.6 % with the defaults).
+
     Examples:
         >>> screening_steps(200, first=64, records=4)[:6]
         [16, 32, 48, 64, 84, 104]
     """
+    max_steps, first = as_int(max_steps, "max_steps", minimum=1), as_int(first, "first", minimum=1)
+    records = as_int(records, "records", minimum=1)
+    if not as_positive(growth, "growth") >= 1:
+        raise ValueError(f"growth must be at least 1, got {growth}")
     out, t, chunk = [], 0, first
     while t < max_steps:
         n = min(chunk, max_steps - t)
@@ -146,7 +190,8 @@ class _Screen:
         return self.done()
 
 
-def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, rng=0) -> Hits:
+def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, rng=0, throw: bool = False,
+               **schedule) -> Hits:  # fmt: skip
     """Run ``method`` from ``x0`` until its limit is ``√ε``-stationary for every ``ε`` and the trace gap has halved.
 
     Args:
@@ -156,6 +201,9 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
         eps: one ``ε > 0`` or several; the threshold of each is ``√ε``.
         max_steps: stop after this many steps.
         rng: a seed or generator for the run.
+        throw: raise :class:`~flatref.errors.StatusError` if the run is capped or diverges,
+            instead of returning hits whose status says so.
+        **schedule: ``first``, ``growth`` and ``records`` of :func:`screening_steps`.
 
     Raises:
         ValueError: if the problem does not know its flattest trace.
@@ -173,12 +221,12 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
     if flattest is None:
         raise ValueError(f"{problem!r} does not know its flattest minimum, so the trace gap is undefined")
     x0 = as_vector(x0, problem.dim, "x0")
-    screen = _Screen(problem, eps, flattest, x0, screening_steps(max_steps))
+    screen = _Screen(problem, eps, flattest, x0, screening_steps(max_steps, **schedule))
     steps, status = 0, Status.REACHED
     if not screen.done():
         trajectory = run(problem, method, x0, steps=max_steps, rng=rng, record_every=max_steps, callback=screen)
         steps, status = trajectory.steps, _PASSAGE_STATUS.get(trajectory.status, trajectory.status)
-    return Hits(
+    hits = Hits(
         to_flat={e: screen.to_flat.get(e) for e in eps},
         grad_norm_at_flat={e: screen.grad_norm_at_flat.get(e) for e in eps},
         x_at_flat={e: screen.x_at_flat.get(e) for e in eps},
@@ -190,3 +238,6 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
         metric_start=screen.metric_start,
         metric_end=screen.metric,
     )
+    if throw and not hits.success:
+        raise StatusError(hits)
+    return hits

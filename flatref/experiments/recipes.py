@@ -32,6 +32,11 @@ def near_sharp_minimum(problem: Problem, *, noise: float = 1e-3, rng=0) -> tuple
 
     At the sharp minimum itself ``∇f = 0`` up to rounding, which leaves SAM no ascent
     direction; ``1e-3`` moves off it by far less than any run travels.
+
+    Examples:
+        >>> start, eta = near_sharp_minimum(make("example1"))   # λ_max(∇²f(3, 1/3)) = 2(9 + 1/9) = 164/9
+        >>> round(eta, 12) == round(9 / 164, 12), bool(np.linalg.norm(start - [3.0, 1 / 3]) < 1e-2)
+        (True, True)
     """
     sharp = problem.sharp_minimum()
     return sharp + noise * np.random.default_rng(rng).standard_normal(problem.dim), top_eigenvalue_step(problem, sharp)
@@ -58,6 +63,15 @@ def escape(problem: Problem, method: StepRule, x0, steps: int, rng: int, *, sett
 
     The second leg, at a third of the radius, settles RS's noise along the minima set;
     the gradient steps bring the iterate onto it and keep ``Φ`` to first order (Lemma 6).
+
+    Examples:
+        >>> from flatref.algorithms import GD, SA
+        >>> p = make("example1")
+        >>> escape(p, SA(0.05, 0.05, 0.3), [3.0, 1 / 3], 500, 0).round(3).tolist()   # the flat minimum (1, 1)
+        [1.0, 1.0]
+        >>> x = escape(p, GD(0.05), EXAMPLE1_START, 500, 0)       # GD only descends to the sharp minimum nearby
+        >>> round(float(x[0] * x[1]), 9), round(float(x[0]), 2)
+        (1.0, 3.0)
     """
     first = run(problem, method, x0, steps=steps, rng=rng)
     if hasattr(method, "rho"):
@@ -69,7 +83,14 @@ def escape(problem: Problem, method: StepRule, x0, steps: int, rng: int, *, sett
 
 
 def demo_cases():
-    """``(label, problem, start, methods, steps, ε)``: the sharp minima of Example 1 and of a network."""
+    """``(label, problem, start, methods, steps, ε)``: the sharp minima of Example 1 and of a network.
+
+    Examples:
+        >>> [(label, steps, eps) for label, _, _, _, steps, eps in demo_cases()]
+        [('Example 1', 2000, 0.02), ('diagonal network, d = 40', 3000, 0.001)]
+        >>> all(round(float(problem.f(x0)), 12) == 0 for _, problem, x0, *_ in demo_cases())   # each start is a minimum
+        True
+    """
     ex1 = make("example1")
     yield "Example 1", ex1, ex1.sharp_minimum(), [GD(0.05), RS(0.05, 0.05, 0.3), SA(0.05, 0.05, 0.3)], 2000, 0.02
     net = make("network")
@@ -81,7 +102,12 @@ def demo_cases():
 # ------------------------------------------------------------ the figures' runs
 @dataclass(frozen=True)
 class FigureRun:
-    """One run of a figure: the setup's name, the method's label and rule, the start and the run's options."""
+    """One run of a figure: the setup's name, the method's label and rule, the start and the run's options.
+
+    Examples:
+        >>> FigureRun("example1", "GD", GD(0.05), EXAMPLE1_START, 100, 0, 50)   # the start is left out of the repr
+        FigureRun(setup='example1', label='GD', method=GD(eta=0.05), steps=100, rng=0, record_every=50)
+    """
 
     setup: str
     label: str
@@ -94,7 +120,13 @@ class FigureRun:
 
 @dataclass(frozen=True)
 class RunData:
-    """What a figure needs of one run: the trajectory, flatness along it, and ``Φ`` of its last iterate."""
+    """What a figure needs of one run: the trajectory, flatness along it, and ``Φ`` of its last iterate.
+
+    Examples:
+        >>> data = compute_run(FigureRun("example1", "SA", SA(0.05, 0.05, 0.3), EXAMPLE1_START, 200, 0, 100))
+        >>> bool(np.array_equal(data.path.steps, data.trajectory.record_steps)), data.last_limit.status
+        (True, 'converged')
+    """
 
     trajectory: Trajectory
     path: FlatnessPath
@@ -102,7 +134,15 @@ class RunData:
 
 
 def compute_run(task: FigureRun) -> RunData:
-    """Run ``task`` and compute flatness at the limit of every recorded iterate (the slow part)."""
+    """Run ``task`` and compute flatness at the limit of every recorded iterate (the slow part).
+
+    Examples:
+        >>> data = compute_run(FigureRun("example1", "SA", SA(0.05, 0.05, 0.3), EXAMPLE1_START, 200, 0, 50))
+        >>> data.trajectory.record_steps.tolist(), data.path.tr_bar.round(2).tolist()   # tr̄(Φ(x_t)): 9 + 1/9 → 2
+        ([0, 50, 100, 150, 200], [9.11, 4.11, 2.47, 2.08, 2.01])
+        >>> bool(np.all(np.diff(data.path.trace_gap) < 0))           # SA lowers the trace along X* (Lemma 4)
+        True
+    """
     problem = make(task.setup)
     trajectory = run(problem, task.method, np.array(task.start), steps=task.steps, rng=task.rng,
                      record_every=task.record_every)  # fmt: skip
@@ -111,7 +151,14 @@ def compute_run(task: FigureRun) -> RunData:
 
 def figure_runs(setup: str, methods: dict, start, *, steps: int, record_every: int, rng: int = 0,
                 jobs: int | None = None, on_done=None) -> dict[str, RunData]:  # fmt: skip
-    """:func:`compute_run` for every method from ``start``, through joblib; ``{label: RunData}``."""
+    """:func:`compute_run` for every method from ``start``, through joblib; ``{label: RunData}``.
+
+    Examples:
+        >>> runs = figure_runs("example1", {"GD": GD(0.05), "SA": SA(0.05, 0.05, 0.3)}, EXAMPLE1_START, steps=200,
+        ...                    record_every=100, jobs=1)
+        >>> {label: data.path.tr_bar.round(2).tolist() for label, data in runs.items()}   # GD stays sharp
+        {'GD': [9.11, 9.11, 9.11], 'SA': [9.11, 2.47, 2.01]}
+    """
     start = tuple(float(v) for v in start)
     tasks = [FigureRun(setup, label, m, start, steps, rng, record_every) for label, m in methods.items()]
     return dict(zip(methods, parallel_map(compute_run, tasks, jobs=jobs, on_done=on_done)))
@@ -122,6 +169,11 @@ def example1_runs(steps: int = 3000, **options) -> dict[str, RunData]:
 
     Step size ``η = 0.05 < 1/λ_max(∇²f(3, 1/3)) = 1/18.2`` for all; RS and SA use
     ``η′ = 0.05``, ``ρ = 0.3``; SAM ``ρ = 0.3``; label noise ``σ = 0.5``. Recorded every 10 steps.
+
+    Examples:
+        >>> runs = example1_runs(steps=100, jobs=1)
+        >>> list(runs), {len(data.trajectory.record_steps) for data in runs.values()}   # steps 0, 10, …, 100
+        (['GD', 'RS', 'SA', 'SAM', 'LabelNoiseSGD'], {11})
     """
     methods = {
         "GD": GD(0.05),
@@ -138,6 +190,13 @@ def network_runs(steps: int = 3000, **options) -> dict[str, RunData]:
 
     Start: the sharp minimum (the dense min-norm interpolant with ``|u| = 4|v|``) plus ``1e-3``
     noise; ``η = 1/λ_max`` there; the methods of :func:`standard_methods`. Recorded every 150 steps.
+
+    Examples:
+        >>> runs = network_runs(steps=1, jobs=1)
+        >>> list(runs)
+        ['GD', 'RS', 'SA', 'SAM', 'SAM (b=1)', 'LabelNoiseSGD']
+        >>> runs["GD"].trajectory.method.eta == near_sharp_minimum(make("network"))[1]   # η = 1/λ_max at the start
+        True
     """
     start, eta = near_sharp_minimum(make("network"))
     methods = standard_methods(eta, stochastic_sam=True)
@@ -149,6 +208,11 @@ def batch_runs(steps: int = 2000, **options) -> dict[str, RunData]:
 
     The ``network-128`` setup; start: the sharp minimum plus ``1e-3`` noise; ``η = 1/λ_max``
     there, ``η′ = 0.05``, ``ρ = 0.1`` for all. Recorded every 100 steps.
+
+    Examples:
+        >>> # about 4 s even for one step (the flows at d = 128), so not run as a test
+        >>> list(batch_runs(steps=1, jobs=1))        # doctest: +SKIP
+        ['RS', 'SA, b = 1', 'SA, b = 4', 'SA, b = 16', 'SA, full batch']
     """
     problem = make("network-128")
     start, eta = near_sharp_minimum(problem)
@@ -164,6 +228,11 @@ def sensing_runs(steps: int = 3000, **options) -> dict[str, RunData]:
 
     Start: the sharp interpolant with large extra columns plus ``1e-3`` noise; ``η = 1/λ_max``
     there; the methods of :func:`standard_methods`. Recorded every 150 steps.
+
+    Examples:
+        >>> runs = sensing_runs(steps=1, jobs=1)
+        >>> list(runs), all(data.last_limit.success for data in runs.values())
+        (['GD', 'RS', 'SA', 'SAM', 'LabelNoiseSGD'], True)
     """
     start, eta = near_sharp_minimum(make("sensing-18"))
     return figure_runs("sensing-18", standard_methods(eta), start, steps=steps, record_every=150, **options)

@@ -21,7 +21,13 @@ from ..problems import DiagonalLinearNetwork, Example1, LinearRegression, Matrix
 
 @dataclass(frozen=True)
 class Setup:
-    """A named problem: ``build(seed)`` makes it; ``description`` says what it is."""
+    """A named problem: ``build(seed)`` makes it; ``description`` says what it is.
+
+    Examples:
+        >>> setup = SETUPS["regression"]
+        >>> setup.build(0).dim, setup.description
+        (30, 'linear regression, n = 10, d = 30')
+    """
 
     build: Callable[[int], Problem]
     description: str
@@ -60,7 +66,19 @@ CHECKS = {"example1": [0.7, -1.3], "regression": None, "network": None, "check-s
 
 
 def make(name: str, seed: int = 0) -> Problem:
-    """The problem of setup ``name`` with instance seed ``seed``."""
+    """The problem of setup ``name`` with instance seed ``seed``.
+
+    Examples:
+        >>> make("example1"), make("network").dim          # d = 2D = 40
+        (Example1(), 40)
+        >>> import numpy as np
+        >>> bool(np.array_equal(make("network", 1).y, make("network", 0).y))   # the seed picks the instance
+        False
+        >>> make("resnet")                                  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: name must be one of ['check-sensing', 'example1', ...], got 'resnet'
+    """
     if name not in SETUPS:
         raise ValueError(f"name must be one of {sorted(SETUPS)}, got {name!r}")
     return SETUPS[name].build(as_int(seed, "seed", minimum=0))

@@ -26,6 +26,14 @@ class Cell:
     a run that never reached the event counted as ``inf`` (so a median is finite only when
     more than half the runs reached it). ``eps`` is ``None`` for halving in the fixed
     regime, where ``ε`` plays no part.
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> (cell,) = cells([row(0, 0.01, 100), row(1, 0.01, None), row(2, 0.01, 300)], "flat")
+        >>> cell.median, cell.low, cell.high        # two of three seeds reached: the median is finite
+        (300.0, 100.0, inf)
     """
 
     problem: str
@@ -42,7 +50,18 @@ class Cell:
 
 
 def cells(rows: list[Row], event: str) -> list[Cell]:
-    """Group ``rows`` into :class:`Cell` s for ``event`` (``"flat"`` or ``"half"``)."""
+    """Group ``rows`` into :class:`Cell` s for ``event`` (``"flat"`` or ``"half"``).
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> rows = [row(s, e, None, half=50 + s, regime="fixed") for e in (0.01, 0.005) for s in range(3)]
+        >>> [(c.eps, c.median) for c in cells(rows, "flat")]    # never flat: one infinite cell per ε
+        [(0.01, inf), (0.005, inf)]
+        >>> [(c.eps, c.median) for c in cells(rows, "half")]    # halving at fixed η′, ρ: ε plays no part
+        [(None, 51.0)]
+    """
     if event not in ("flat", "half"):
         raise ValueError(f"event must be 'flat' or 'half', got {event!r}")
     groups = defaultdict(dict)
@@ -73,6 +92,14 @@ class Fit:
             rate of Lemmas 2 and 4 (``None`` where ``ε`` does not vary).
         table1: Table 1's ``(ε, d)`` exponents for the flat event under the theorems'
             parameters, else ``None``.
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> f = fits([row(0, e, round(e**-3)) for e in (0.1, 0.05, 0.025)])[0]   # steps = ε⁻³ exactly
+        >>> f.event, round(f.exponents["eps"][0], 9), f.table1, round(f.leading_order, 9)   # 1/(η′ρ²) = 1/(40ε²)
+        ('flat', -3.0, (-3.0, 0.0), -2.0)
     """
 
     problem: str
@@ -115,7 +142,18 @@ def power_law(columns: dict, y) -> dict:
 
 
 def fit(group: list[Cell]) -> Fit:
-    """The :class:`Fit` of one group of cells (one problem, regime, method and event)."""
+    """The :class:`Fit` of one group of cells (one problem, regime, method and event).
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> rows = [row(0, e, round(1e-3 * e**-3)) for e in (0.1, 0.05, 0.025)]   # 1, 8, 64 steps
+        >>> rows += [row(0, 0.2, 0), row(0, 0.0125, None)]        # flat at the start; never flat
+        >>> f = fit(cells(rows, "flat"))
+        >>> (f.used, f.at_start, f.censored), round(f.exponents["eps"][0], 9)
+        ((3, 1, 1), -3.0)
+    """
     first = group[0]
     used = [c for c in group if 0 < c.median < math.inf]
     columns = {}
@@ -148,7 +186,16 @@ def fit(group: list[Cell]) -> Fit:
 
 
 def fits(rows: list[Row]) -> list[Fit]:
-    """One :class:`Fit` per problem, regime, method and event."""
+    """One :class:`Fit` per problem, regime, method and event.
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> rows = [row(0, e, round(e**-3), half=round(e**-2), method=m) for m in ("RS", "SA") for e in (0.1, 0.05)]
+        >>> [(f.method, f.event, round(f.exponents["eps"][0], 9)) for f in fits(rows)]
+        [('RS', 'flat', -3.0), ('RS', 'half', -2.0), ('SA', 'flat', -3.0), ('SA', 'half', -2.0)]
+    """
     groups = defaultdict(list)
     for event in ("flat", "half"):
         for cell in cells(rows, event):
@@ -161,6 +208,11 @@ class Speedup:
     """RS's median steps to halve the trace gap over SA's, per ``d``, at equal ``η′, ρ`` (fixed regime).
 
     Lemma 4 against Lemma 2 predicts ``ratio ≈ d``; ``exponent`` is the fitted ``b`` in ``ratio ∝ dᵇ``.
+
+    Examples:
+        >>> s = Speedup(dims=(16, 32), rs=(1600.0, 3200.0), sa=(100.0, 100.0), ratio=(16.0, 32.0), exponent=(1.0, None))
+        >>> [r / d for r, d in zip(s.ratio, s.dims)]       # (RS / SA) / d: 1 where Lemma 4 holds exactly
+        [1.0, 1.0]
     """
 
     dims: tuple[int, ...]
@@ -171,7 +223,22 @@ class Speedup:
 
 
 def speedup(rows: list[Row], problem: str = "network") -> Speedup:
-    """The :class:`Speedup` of RS over SA on ``problem`` (sizes where both medians are finite)."""
+    """The :class:`Speedup` of RS over SA on ``problem`` (sizes where both medians are finite).
+
+    Examples:
+        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
+        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> rows = [row(0, 0.01, None, half=100 * d if m == "RS" else 100, dim=d, regime="fixed", method=m)
+        ...         for m in ("RS", "SA") for d in (16, 32, 64)]      # RS needs d times SA's steps
+        >>> s = speedup(rows)
+        >>> s.dims, s.ratio, round(s.exponent[0], 9)
+        ((16, 32, 64), (16.0, 32.0, 64.0), 1.0)
+        >>> speedup(rows[:2] + rows[3:5])
+        Traceback (most recent call last):
+        ...
+        ValueError: the speed-up on network needs at least 3 sizes where RS and SA both halve, got (16, 32)
+    """
     medians = {
         (c.method, c.dim): c.median
         for c in cells(rows, "half")

@@ -58,6 +58,15 @@ class Grid:
         network_eps, example1_eps: the ``ε`` values.
         seeds: runs per cell (algorithm seeds ``0 … seeds − 1``).
         max_steps: the cap of every run.
+
+    Examples:
+        >>> grid = Grid((16,), (0.01,), (0.1,), seeds=1, max_steps=1500)
+        >>> len(cases(grid))               # 2 problems × (1 ε + fixed) × 2 methods
+        8
+        >>> Grid((20,), (0.01,), (0.1,), seeds=1, max_steps=1500)
+        Traceback (most recent call last):
+        ...
+        ValueError: network_dims must be multiples of 8, got 20
     """
 
     network_dims: tuple[int, ...]
@@ -94,7 +103,12 @@ QUICK = Grid(network_dims=(16, 32, 64), network_eps=(0.01, 0.005), example1_eps=
 @dataclass(frozen=True)
 class Case:
     """One run: ``eps`` holds the one ``ε`` of the theory regime's schedule, or every threshold of
-    the fixed regime; ``max_steps`` caps it."""
+    the fixed regime; ``max_steps`` caps it.
+
+    Examples:
+        >>> cases(Grid((16,), (0.01, 0.005), (0.1,), seeds=1, max_steps=1500))[-1]   # the fixed regime: every ε
+        Case(problem='network', dim=16, regime='fixed', method='SA', eps=(0.01, 0.005), seed=0, max_steps=1500)
+    """
 
     problem: str
     dim: int
@@ -105,7 +119,16 @@ class Case:
     max_steps: int
 
     def key(self) -> str:
-        """A digest of the full configuration (and flatref's version): the cache's file name."""
+        """A digest of the full configuration (and flatref's version): the cache's file name.
+
+        Examples:
+            >>> case = Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500)
+            >>> key = case.key()
+            >>> len(key), key == Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500).key()   # deterministic
+            (32, True)
+            >>> key == Case("example1", 2, "fixed", "SA", (0.1,), 1, 1500).key()             # the seed counts
+            False
+        """
         config = json.dumps({"case": dataclasses.asdict(self), "version": __version__}, sort_keys=True)
         return hashlib.sha256(config.encode()).hexdigest()[:32]
 
@@ -129,12 +152,29 @@ def cases(grid: Grid) -> list[Case]:
 
 @lru_cache(maxsize=None)
 def problem_of(name: str, dim: int) -> Problem:
-    """Example 1, or :func:`~flatref.experiments.registry.network_of_dim`."""
+    """Example 1, or :func:`~flatref.experiments.registry.network_of_dim`.
+
+    Examples:
+        >>> problem_of("network", 16) is problem_of("network", 16)     # built once per process
+        True
+        >>> problem_of("network", 16).dim, problem_of("example1", 2).dim
+        (16, 2)
+    """
     return make("example1") if name == "example1" else network_of_dim(dim)
 
 
 def method_of(case: Case, problem: Problem, x0) -> StepRule:
-    """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` from its regime."""
+    """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` from its regime.
+
+    Examples:
+        >>> p = problem_of("example1", 2)                 # λ_max(∇²f(3, 1/3)) = 2(9 + 1/9) = 164/9
+        >>> m = method_of(Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500), p, p.sharp_minimum())
+        >>> type(m).__name__, round(m.eta * 164 / 9, 12), (m.eta_prime, m.rho) == FIXED["example1"]
+        ('SA', 1.0, True)
+        >>> m = method_of(Case("example1", 2, "theory", "RS", (0.1,), 0, 1500), p, p.sharp_minimum())
+        >>> round(m.eta_prime, 12), round(m.rho**2, 12)   # Theorem 1 with c_η′ = 2, δ = 1: η′ = 2ε, ρ = √ε
+        (0.2, 0.1)
+    """
     eta = top_eigenvalue_step(problem, x0)
     if case.regime == "fixed":
         eta_prime, rho = FIXED[case.problem]
@@ -151,7 +191,12 @@ def method_of(case: Case, problem: Problem, x0) -> StepRule:
 
 @dataclass(frozen=True)
 class Row:
-    """One row of ``rates.csv``: one run and one threshold ``ε`` (``None``: not reached)."""
+    """One row of ``rates.csv``: one run and one threshold ``ε`` (``None``: not reached).
+
+    Examples:
+        >>> len(COLUMNS), COLUMNS[:2], COLUMNS[9:12]
+        (19, ('problem', 'dim'), ('steps_to_flat', 'grad_norm_at_flat', 'steps_to_half'))
+    """
 
     problem: str
     dim: int
@@ -179,7 +224,15 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(Row))
 
 
 def measure_case(case: Case) -> list[Row]:
-    """Run one case from its problem's sharp minimum; one :class:`Row` per threshold ``ε``."""
+    """Run one case from its problem's sharp minimum; one :class:`Row` per threshold ``ε``.
+
+    Examples:
+        >>> (row,) = measure_case(Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500))
+        >>> row.status, round(row.gap_start, 6), round(row.metric_start, 6)   # 2(9 + 1/9) − 4; |18 − 2/9| / √(9 + 1/9)
+        ('reached', 14.222222, 5.889681)
+        >>> 0 < row.steps_to_half <= row.steps_to_flat == row.steps_run <= 1500   # stops once both events are reached
+        True
+    """
     problem = problem_of(case.problem, case.dim)
     x0 = problem.sharp_minimum()
     method = method_of(case, problem, x0)
@@ -198,6 +251,15 @@ class RunCache:
     The client writes each case as its result arrives, so the workers (local or on a
     dask cluster) need no shared file system; an interrupted sweep keeps what finished.
     Floats round-trip exactly through JSON (``repr`` is shortest-exact).
+
+    Examples:
+        >>> import tempfile
+        >>> case = Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500)
+        >>> rows = measure_case(case)
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     RunCache(directory).put(case, rows)
+        ...     RunCache(directory).get(case) == rows            # a new cache on the same folder, exact floats
+        True
     """
 
     def __init__(self, directory):
@@ -207,12 +269,34 @@ class RunCache:
         return self.directory / f"{case.key()}.json"
 
     def get(self, case: Case) -> list[Row] | None:
+        """The rows stored for ``case``, or ``None`` if it has not finished.
+
+        Examples:
+            >>> import tempfile
+            >>> case = Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500)
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     cache = RunCache(directory)
+            ...     before = cache.get(case)
+            ...     cache.put(case, measure_case(case))
+            ...     before, cache.get(case)[0].status, cache.get(dataclasses.replace(case, seed=1))
+            (None, 'reached', None)
+        """
         path = self._path(case)
         if not path.exists():
             return None
         return [Row(**row) for row in json.loads(path.read_text(encoding="utf-8"))["rows"]]
 
     def put(self, case: Case, rows: list[Row]) -> None:
+        """Store ``rows`` as ``<case.key()>.json`` (folders made as needed), atomically.
+
+        Examples:
+            >>> import tempfile
+            >>> case = Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500)
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     RunCache(Path(directory) / "runs").put(case, measure_case(case))
+            ...     [p.name == f"{case.key()}.json" for p in (Path(directory) / "runs").iterdir()]   # no .tmp left
+            [True]
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = {"case": dataclasses.asdict(case), "rows": [dataclasses.asdict(r) for r in rows]}
         tmp = self._path(case).with_suffix(".tmp")
@@ -222,7 +306,12 @@ class RunCache:
 
 @dataclass(frozen=True)
 class Sweep:
-    """What :func:`measure` returns: the rows in grid order, and how many cases ran or came from the cache."""
+    """What :func:`measure` returns: the rows in grid order, and how many cases ran or came from the cache.
+
+    Examples:
+        >>> Sweep(rows=[], computed=2, cached=6)          # the rows are left out of the repr
+        Sweep(computed=2, cached=6)
+    """
 
     rows: list = field(repr=False)
     computed: int
@@ -245,6 +334,17 @@ def measure(grid: Grid = FULL, *, jobs: int | None = None, cache=None, on_done=N
 
     Each case has its own seed, so the rows do not depend on ``jobs``, the backend or the
     scheduling.
+
+    Examples:
+        >>> import tempfile
+        >>> grid = Grid((16,), (0.01,), (0.1,), seeds=1, max_steps=200)
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     first = measure(grid, jobs=1, cache=directory)
+        ...     again = measure(grid, jobs=1, cache=directory)          # resumed: every case from the cache
+        >>> (first.computed, first.cached), (again.computed, again.cached), again.rows == first.rows
+        ((8, 0), (0, 8), True)
+        >>> [(r.problem, r.regime, r.method) for r in first.rows][:2]    # grid order, as :func:`cases`
+        [('example1', 'theory', 'RS'), ('example1', 'fixed', 'RS')]
     """
     cache = RunCache(cache) if cache is not None and not isinstance(cache, RunCache) else cache
     all_cases = cases(grid)

@@ -180,7 +180,8 @@ def sensing_figure(data: dict, out_dir) -> Path:
 
 
 def run_figure(problem, trajectory, flat, path) -> Path:
-    """``f(x_t)`` and ``tr̄(Φ(x_t))`` (``flat``: :func:`~flatref.flatness.flatness_along`) along one run, into ``path``."""
+    """``f(x_t)`` and ``tr̄(Φ(x_t))`` along one run, into the PNG ``path``; ``flat`` is
+    :func:`~flatref.flatness.flatness_along` of the run."""
     plt = pyplot()
     fig, (ax_f, ax_tr) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     ax_f.plot(trajectory.record_steps, np.maximum(trajectory.f, 1e-300), color="black")

@@ -33,7 +33,19 @@ class RunProgress:
 
 
 class SweepProgress:
-    """An ``on_done`` for the sweeps: one line per finished task, ``[k/N] label (seconds)`` (``N``: ``total``, if given)."""
+    """An ``on_done`` for the sweeps: one line per finished task, ``[k/N] label (seconds)``
+    (``N``: ``total``, if given).
+
+    Examples:
+        >>> import io
+        >>> from flatref.experiments.parallel import parallel_map
+        >>> stream = io.StringIO()
+        >>> progress = SweepProgress(3, lambda task: f"task {task}", stream=stream)
+        >>> parallel_map(abs, [-1, 2, -3], jobs=1, on_done=progress)
+        [1, 2, 3]
+        >>> sorted(line.split(" (")[0] for line in stream.getvalue().splitlines())   # counted in finishing order
+        ['  [1/3] task -1', '  [2/3] task 2', '  [3/3] task -3']
+    """
 
     def __init__(self, total: int | None, describe=str, *, stream=None):
         self.total, self.describe, self.count = total, describe, 0
@@ -46,5 +58,13 @@ class SweepProgress:
 
 
 def log(message: str, *, stream=None) -> None:
-    """One line of progress on stderr."""
+    """One line of progress on stderr.
+
+    Examples:
+        >>> import io
+        >>> stream = io.StringIO()
+        >>> log("measuring 8 cases", stream=stream)
+        >>> stream.getvalue()
+        'measuring 8 cases\\n'
+    """
     print(message, file=stream if stream is not None else sys.stderr, flush=True)

@@ -14,6 +14,12 @@ def _signed(x: float) -> str:
 
 
 def format_exponent(value) -> str:
+    """A fitted exponent ``(estimate, half-width)`` to two decimals: ``"—"`` for ``None``, no ``±`` without a width.
+
+    Examples:
+        >>> format_exponent((-2.004, 0.1)), format_exponent((-0.001, None)), format_exponent(None)   # no −0.00
+        ('-2.00 ± 0.10', '+0.00', '—')
+    """
     if value is None:
         return "—"
     estimate, half = value
@@ -25,11 +31,27 @@ _EVENTS = {"flat": "(ε, √ε)-flat", "half": "trace gap halved"}
 
 
 def markdown(grid: Grid, rows: list, fitted: list[Fit], ratio: Speedup) -> str:
-    """The fitted exponents next to Table 1's, and the RS/SA speed-up per ``d``, as markdown."""
+    """The fitted exponents next to Table 1's, and the RS/SA speed-up per ``d``, as markdown.
+
+    Examples:
+        >>> import math
+        >>> from flatref.experiments.stats import fits, speedup
+        >>> from flatref.experiments.sweeps import Row
+        >>> rows = [Row("network", d, regime, m, e, 0, 1.0, 10 * e, 2 * math.sqrt(e), round(e**-3), None,
+        ...             100 * d if m == "RS" else 100, 0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        ...         for d in (16, 32, 64) for regime in ("theory", "fixed") for m in ("RS", "SA")
+        ...         for e in (0.1, 0.05, 0.025)]                 # flat in ε⁻³ steps; RS halves in d times SA's
+        >>> text = markdown(Grid((16, 32, 64), (0.1, 0.05, 0.025), (0.1,), 1, 1000), rows, fits(rows), speedup(rows))
+        >>> "fitted: ratio ∝ d^(+1.00 ± 0.00)" in text, "| 64 | 6,400 | 100 | 64.0 | 1.00 |" in text
+        (True, True)
+        >>> [line.split(" | ")[5:8] for line in text.splitlines() if line.startswith("| network | theorems'")][0]
+        ['-3.00 ± 0.00', '-2.00', '-3']
+    """
     lines = [
         "# Table 1 in numbers",
         "",
-        "Regenerate with `python -m flatref rates` (module `flatref.report.jobs`). Steps from the sharp minimum until the",
+        "Regenerate with `python -m flatref rates` (module `flatref.report.jobs`). "
+        "Steps from the sharp minimum until the",
         "event, median over seeds; exponents of `steps ∝ ε^a d^b` by least squares on logs over the cells' medians,",
         "with 95% confidence half-widths. *Leading order*: the ε exponent of `1/(η′ρ²)`, the per-step rate of",
         "Lemmas 2 and 4. Cells: fitted / already met at the start / not reached in "
@@ -92,7 +114,7 @@ def _per_size(rows: list) -> list[str]:
         "|---|" + "---|" * len(columns),
     ]
     for d in sorted({d for d, _, _ in groups}):
-        fitted = [fit(groups[d, regime, method]).exponents.get("eps") for regime, method in columns]
+        fitted = [fit(groups[d, r, m]).exponents.get("eps") if (d, r, m) in groups else None for r, m in columns]
         fitted = [e if e is not None and e[1] is not None else None for e in fitted]
         lines.append(f"| {d} | " + " | ".join(format_exponent(e) for e in fitted) + " |")
     return lines

@@ -111,3 +111,19 @@ def test_a_run_stops_once_every_event_is_reached():
     hits = first_hits(problem, SA(0.05, 0.05, 0.3), problem.sharp_minimum(), 0.1, max_steps=50_000, rng=0)
     assert hits.status == "reached" and hits.success
     assert hits.steps == max(hits.to_flat[0.1], hits.to_half)  # stopped at the last event, not at the cap
+
+
+def test_throw_raises_on_a_capped_run_and_the_schedule_is_checked():
+    from flatref import StatusError
+
+    problem = Example1()
+    with pytest.raises(StatusError, match="capped") as info:
+        first_hits(problem, GD(0.05), problem.sharp_minimum(), 0.01, max_steps=100, throw=True)
+    assert info.value.result.steps == 100 and not info.value.result.success
+    with pytest.raises(ValueError, match="growth"):
+        screening_steps(100, growth=0.5)
+    with pytest.raises(ValueError, match="records"):
+        screening_steps(100, records=0)
+    coarse = first_hits(problem, SA(0.05, 0.05, 0.3), problem.sharp_minimum(), 0.1, max_steps=5000, records=2)
+    fine = first_hits(problem, SA(0.05, 0.05, 0.3), problem.sharp_minimum(), 0.1, max_steps=5000)
+    assert coarse.to_flat[0.1] >= fine.to_flat[0.1]  # fewer screens can only see the hit later
