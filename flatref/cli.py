@@ -17,7 +17,7 @@ from .experiments.recipes import demo_cases, escape
 from .experiments.registry import CHECKS, RUN_CHOICES, make
 from .flatness import flatness_along, flatness_report
 from .report.figures import run_figure
-from .report.jobs import FIGURES, all_figures, draw, rates
+from .report.jobs import all_figures, draw, rates
 from .spectrum import top_eigenvalue_step
 from .testing import check_derivatives
 

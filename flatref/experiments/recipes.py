@@ -164,7 +164,7 @@ def figure_runs(setup: str, methods: dict, start, *, steps: int, record_every: i
     return dict(zip(methods, parallel_map(compute_run, tasks, jobs=jobs, on_done=on_done)))
 
 
-def example1_runs(steps: int = 3000, **options) -> dict[str, RunData]:
+def example1_runs(steps: int, **options) -> dict[str, RunData]:
     """GD, RS, SA, SAM and label-noise SGD from next to Example 1's sharp minimum, ``(3, 0.34)``.
 
     Step size ``η = 0.05 < 1/λ_max(∇²f(3, 1/3)) = 1/18.2`` for all; RS and SA use
@@ -185,7 +185,7 @@ def example1_runs(steps: int = 3000, **options) -> dict[str, RunData]:
     return figure_runs("example1", methods, EXAMPLE1_START, steps=steps, record_every=10, **options)
 
 
-def network_runs(steps: int = 3000, **options) -> dict[str, RunData]:
+def network_runs(steps: int, **options) -> dict[str, RunData]:
     """All methods (SAM also at batch 1) on the ``network`` setup (d = 40), from near its sharp minimum.
 
     Start: the sharp minimum (the dense min-norm interpolant with ``|u| = 4|v|``) plus ``1e-3``
@@ -203,7 +203,7 @@ def network_runs(steps: int = 3000, **options) -> dict[str, RunData]:
     return figure_runs("network", methods, start, steps=steps, record_every=150, **options)
 
 
-def batch_runs(steps: int = 2000, **options) -> dict[str, RunData]:
+def batch_runs(steps: int, **options) -> dict[str, RunData]:
     """The paper's Figure 3 at CPU scale: RS against SA, and SA at batch sizes 1, 4, 16 and full.
 
     The ``network-128`` setup; start: the sharp minimum plus ``1e-3`` noise; ``η = 1/λ_max``
@@ -222,7 +222,7 @@ def batch_runs(steps: int = 2000, **options) -> dict[str, RunData]:
     return figure_runs("network-128", methods, start, steps=steps, record_every=100, **options)
 
 
-def sensing_runs(steps: int = 3000, **options) -> dict[str, RunData]:
+def sensing_runs(steps: int, **options) -> dict[str, RunData]:
     """GD, RS, SA, SAM and label noise on the ``sensing-18`` setup (below the ``m ≈ 2nk = 20`` at
     which ``M*`` becomes the only PSD interpolant, so sharper interpolants exist).
 

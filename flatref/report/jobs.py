@@ -13,7 +13,7 @@ from .files import csv_value, write_figure
 from .progress import SweepProgress, log
 from .tables import markdown
 
-#: Each figure: its runs (a recipe), its drawing and its full number of steps.
+#: Each figure: its runs (a recipe), its drawing and its number of steps (a fifth with ``quick``).
 FIGURES = {
     "example1": (recipes.example1_runs, example1_figure, 3000),
     "network": (recipes.network_runs, network_figure, 3000),
