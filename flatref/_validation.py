@@ -117,6 +117,22 @@ def _as_real(value, name: str) -> float:
     return float(value)
 
 
+def check_problem(problem, name: str = "problem"):
+    """Return ``problem`` if it is a :class:`~flatref.problems.Problem`, else raise ``TypeError`` naming it.
+
+    Examples:
+        >>> check_problem(None)
+        Traceback (most recent call last):
+            ...
+        TypeError: problem must be a flatref Problem, got NoneType
+    """
+    from .problems.base import Problem  # here, not at the top: the problems import this module
+
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{name} must be a flatref Problem, got {type(problem).__name__}")
+    return problem
+
+
 def frozen_copy(arr: np.ndarray) -> np.ndarray:
     """A read-only copy: problems keep their data safe from callers and from themselves.
 
@@ -134,7 +150,11 @@ def frozen_copy(arr: np.ndarray) -> np.ndarray:
 
 
 def make_rng(rng) -> np.random.Generator:
-    """``np.random.default_rng(rng)`` for ``None``, an int seed or a ``Generator`` (SPEC 7).
+    """``np.random.default_rng(rng)`` for ``None``, an int seed, a ``SeedSequence`` or a ``Generator`` (SPEC 7).
+
+    A ``SeedSequence`` is copied first: the driver spawns child streams from it, and
+    spawning mutates the sequence, so the same ``SeedSequence`` would otherwise give
+    different bits on its second use. A negative seed raises ``ValueError`` naming ``rng``.
 
     Examples:
         >>> import numpy as np
@@ -148,4 +168,9 @@ def make_rng(rng) -> np.random.Generator:
         rng is None or isinstance(rng, (numbers.Integral, np.random.Generator, np.random.SeedSequence))
     ):
         raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
+    if isinstance(rng, numbers.Integral) and rng < 0:
+        raise ValueError(f"rng must be a non-negative seed, got {rng}")
+    if isinstance(rng, np.random.SeedSequence):
+        rng = np.random.SeedSequence(rng.entropy, spawn_key=rng.spawn_key, pool_size=rng.pool_size,
+                                     n_children_spawned=rng.n_children_spawned)  # fmt: skip
     return np.random.default_rng(rng)

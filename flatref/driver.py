@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validation import as_int, as_positive, as_vector, make_rng
+from ._validation import as_int, as_positive, as_vector, check_problem, make_rng
 from .algorithms import METHODS, StepRule
 from .errors import StatusError
 from .problems import Problem
@@ -122,9 +122,7 @@ def _check_method(method, problem) -> None:
     if not isinstance(method, StepRule):
         names = ", ".join(m.__name__ for m in METHODS)
         raise TypeError(f"method must be a step rule ({names}), got {method!r}")
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a flatref Problem, got {type(problem).__name__}")
-    method.check(problem)
+    method.check(check_problem(problem))
 
 
 class _Loop:

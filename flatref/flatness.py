@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_nonnegative, as_vector
+from ._validation import as_nonnegative, as_vector, check_problem
 from .flow import LimitPoint, limit_map
 from .geometry import project_tangent
 from .problems import Problem
@@ -33,6 +33,7 @@ def tr_bar(problem: Problem, x) -> float:
         >>> float(tr_bar(Example1(), [3.0, 1 / 3]))       # x1² + x2² on Example 1
         9.11111111111111
     """
+    check_problem(problem)
     return problem.trace_hess(x) / problem.dim
 
 
@@ -44,6 +45,7 @@ def grad_tr_bar(problem: Problem, x) -> np.ndarray:
         >>> grad_tr_bar(Example1(), [3.0, 1.0]).tolist()   # ∇(x1² + x2²) = 2x
         [6.0, 2.0]
     """
+    check_problem(problem)
     return problem.grad_trace_hess(x) / problem.dim
 
 
@@ -55,6 +57,7 @@ def metric_at_minimum(problem: Problem, x_star) -> float:
         >>> round(metric_at_minimum(Example1(), [1.0, 1.0]), 12)   # the flat minimum
         0.0
     """
+    check_problem(problem)
     return float(np.linalg.norm(project_tangent(problem, x_star, grad_tr_bar(problem, x_star))))
 
 
@@ -123,6 +126,7 @@ def flattest_trace(problem: Problem) -> float | None:
         >>> float(flattest_trace(Example1())), flattest_trace(LinearRegression.random(2, 3))
         (4.0, None)
     """
+    check_problem(problem)
     try:
         minima = problem.flat_minima()
     except NotImplementedError:
@@ -152,6 +156,7 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         >>> flatness_report(Example1(), [3.0, 1 / 3], eps=1e-3, eps_prime=1e-3).is_flat   # sharp
         False
     """
+    check_problem(problem)
     x = as_vector(x, problem.dim)
     eps, eps_prime = as_nonnegative(eps, "eps"), as_nonnegative(eps_prime, "eps_prime")
     grad_norm = float(np.linalg.norm(problem.grad(x)))
@@ -228,6 +233,7 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit
         >>> path.tr_bar.round(6).tolist(), path.success
         ([9.111111, 2.0], True)
     """
+    check_problem(problem)
     points = np.asarray(getattr(trajectory, "xs", trajectory), dtype=float)
     steps = getattr(trajectory, "record_steps", None)
     if points.ndim != 2 or points.shape[1] != problem.dim:

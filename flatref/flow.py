@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ._validation import as_array, as_int, as_positive, as_vector
+from ._validation import as_array, as_int, as_positive, as_vector, check_problem
 from .errors import ConvergenceError, LimitMapError
 from .geometry import project_tangent
 from .problems import Problem
@@ -175,7 +175,7 @@ def limit_map(
         >>> limit_map(Example1(), [1.0, -1.0]).status        # the flow ends at the saddle (0, 0)
         'saddle'
     """
-    x0 = as_vector(x, problem.dim)
+    x0 = as_vector(x, check_problem(problem).dim)
     flow = _Flow.checked(problem, method, rtol=rtol, atol=atol, max_time=max_time, max_grad_evals=max_grad_evals,
                          stall_evals=stall_evals, max_norm=as_positive(blowup, "blowup") * (1 + np.linalg.norm(x0)))
     stages = (as_positive(gtol, "gtol"), gtol * as_positive(refine, "refine"))
@@ -249,8 +249,6 @@ class _Flow:
     @classmethod
     def checked(cls, problem, method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
         """A flow with its options checked (each ``ValueError``/``TypeError`` names the argument)."""
-        if not isinstance(problem, Problem):
-            raise TypeError(f"problem must be a flatref Problem, got {type(problem).__name__}")
         return cls(
             problem, _GradientCache(problem), method, as_positive(rtol, "rtol"), as_positive(atol, "atol"),
             as_positive(max_time, "max_time"), as_int(max_grad_evals, "max_grad_evals", minimum=1),
@@ -366,6 +364,7 @@ def limit_jacobian(
         >>> bool(np.allclose(limit_jacobian(problem, x), problem.exact_limit_jacobian(x), atol=1e-7))
         True
     """
+    check_problem(problem)
     x0 = as_vector(x, problem.dim)
     W0 = np.eye(problem.dim) if v is None else as_array(v, "v")
     if W0.shape[:1] != (problem.dim,) or W0.ndim > 2:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_array
+from ._validation import as_array, check_problem
 from .problems import Problem
 
 
@@ -41,6 +41,7 @@ def normal_basis(problem: Problem, x_star, *, rtol: float = 1e-6) -> np.ndarray:
         >>> normal_basis(problem, problem.random_minimum(0)).shape   # rank Z = n = 3
         (5, 3)
     """
+    check_problem(problem)
     return problem.normal_basis(x_star, rtol=rtol)
 
 
@@ -54,6 +55,7 @@ def tangent_projector(problem: Problem, x_star, *, rtol: float = 1e-6) -> np.nda
         >>> (2 * tangent_projector(Example1(), [1.0, 1.0])).round(12).tolist()
         [[1.0, -1.0], [-1.0, 1.0]]
     """
+    check_problem(problem)
     N = problem.normal_basis(x_star, rtol=rtol)
     return np.eye(problem.dim) - N @ N.T
 
@@ -66,6 +68,7 @@ def project_tangent(problem: Problem, x_star, v, *, rtol: float = 1e-6) -> np.nd
         >>> project_tangent(Example1(), [1.0, 1.0], [1.0, 1.0]).round(12).tolist()
         [0.0, 0.0]
     """
+    check_problem(problem)
     N = problem.normal_basis(x_star, rtol=rtol)
     v = as_array(v, "v")
     if v.shape[:1] != (problem.dim,) or v.ndim > 2:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_int, as_positive, as_vector
+from ._validation import as_int, as_positive, as_vector, check_problem
 from .problems import Problem
 
 
@@ -32,6 +32,7 @@ def extreme_eigenvalues(problem: Problem, x, *, dense_max_dim: int = 1500, lancz
         >>> round(lam_min, 12), round(lam_max, 12)
         (0.0, 4.0)
     """
+    check_problem(problem)
     x = as_vector(x, problem.dim)
     if problem.dim <= as_int(dense_max_dim, "dense_max_dim", minimum=1):
         lam = np.linalg.eigvalsh(problem.unchecked.hess(x))

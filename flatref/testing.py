@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_positive, as_vector, make_rng
+from ._validation import as_int, as_positive, as_vector, check_problem, make_rng
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, Problem
 
 _EPS = np.finfo(float).eps
@@ -179,6 +179,7 @@ def check_derivatives(
         >>> bool(grad.passed), round(grad.slope)  # R_1(h) = O(h) instead of O(h²)
         (False, 1)
     """
+    check_problem(problem)
     rng = make_rng(rng)
     x = rng.standard_normal(problem.dim) if x is None else as_vector(x, problem.dim)
     n_directions = as_int(n_directions, "n_directions", minimum=1)

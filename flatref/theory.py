@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_nonnegative, as_positive, as_vector
+from ._validation import as_int, as_nonnegative, as_positive, as_vector, check_problem
 from .flatness import grad_tr_bar
 from .flow import limit_jacobian
 from .geometry import proj_out, project_tangent
@@ -33,6 +33,7 @@ def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
         >>> rs_leading_perturbation(Example1(), [3.0, 1 / 3], 0.1).round(6).tolist()   # (ρ²/2) · 2 · (3, 1/3)
         [0.03, 0.003333]
     """
+    check_problem(problem)
     x = as_vector(x, problem.dim)
     rho = as_nonnegative(rho, "rho")
     return 0.5 * rho**2 * proj_out(problem.grad(x), grad_tr_bar(problem, x))
@@ -57,6 +58,7 @@ def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
         >>> round(float(np.linalg.norm(v)), 6)
         0.058897
     """
+    check_problem(problem)
     rho = as_nonnegative(rho, "rho")
     return 0.5 * rho**2 * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
 
@@ -76,6 +78,7 @@ def lemma1_bound(problem: Problem, x, eta: float, eta_prime: float, v, beta: flo
         >>> round(lemma1_bound(p, x, 0.05, 0.0, v, beta=12.0), 12), round(float(p.f(x - 0.05 * p.grad(x))), 12)
         (0.5, 0.2704)
     """
+    check_problem(problem)
     x = as_vector(x, problem.dim)
     v = as_vector(v, problem.dim, "v")
     eta, eta_prime, beta = as_positive(eta, "eta"), as_nonnegative(eta_prime, "eta_prime"), as_positive(beta, "beta")
@@ -98,6 +101,7 @@ def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **lim
         >>> abs(round(lemma2_trace_change(Example1(), [1.0, 1.0], 0.1, 0.1), 12))   # the flat minimum: no change
         0.0
     """
+    check_problem(problem)
     eta_prime, rho = as_nonnegative(eta_prime, "eta_prime"), as_nonnegative(rho, "rho")
     direction = limit_jacobian(problem, x, grad_tr_bar(problem, x), **limit_options)
     return float(-0.5 * eta_prime * rho**2 * (direction @ direction))

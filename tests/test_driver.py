@@ -96,3 +96,14 @@ def test_overflow_inside_a_step_is_reported_as_divergence_not_a_warning():
         # ρ = 1e110: the gradient at x + ρu is cubic in ρ and overflows inside the step.
         t = run(DLN, RS(0.1, 0.1, 1e110), DLN.random_minimum(0), steps=5)
     assert t.status == "diverged" and t.steps == 0 and "not finite" in t.message
+
+
+def test_a_seed_sequence_gives_the_same_bits_every_time_and_is_not_mutated():
+    seeds = np.random.SeedSequence(1234)
+    first = run(EX1, SA(0.1, 0.1, 0.1), [2.0, 0.6], steps=5, rng=seeds)
+    second = run(EX1, SA(0.1, 0.1, 0.1), [2.0, 0.6], steps=5, rng=seeds)
+    assert np.array_equal(first.xs, second.xs) and seeds.n_children_spawned == 0
+    with pytest.raises(ValueError, match="rng must be a non-negative seed"):
+        run(EX1, GD(0.1), [2.0, 0.6], steps=1, rng=-1)
+    with pytest.raises(TypeError, match="rng must be"):
+        run(EX1, GD(0.1), [2.0, 0.6], steps=1, rng="0")

@@ -88,3 +88,29 @@ def test_no_module_calls_a_problem_s_private_methods_from_outside_the_problems_p
                     and node.attr.startswith("_")):  # fmt: skip
                 offenders.append(f"{path.name}:{node.lineno} problem.{node.attr}")
     assert not offenders, offenders
+
+
+def test_every_function_that_takes_a_problem_names_it_when_it_is_not_one():
+    import numpy as np
+
+    import flatref as fr
+    from flatref import spectrum, theory
+    from flatref.experiments.passages import first_hits
+    from flatref.testing import check_derivatives
+
+    x = np.ones(2)
+    calls = [
+        lambda p: fr.tr_bar(p, x), lambda p: fr.grad_tr_bar(p, x), lambda p: fr.metric_at_minimum(p, x),
+        lambda p: fr.stationarity_metric(p, x), lambda p: fr.flatness_report(p, x, 0.1, 0.1),
+        lambda p: fr.flatness_along(p, [x]), lambda p: fr.flattest_trace(p), lambda p: fr.limit_map(p, x),
+        lambda p: fr.limit_jacobian(p, x), lambda p: fr.normal_basis(p, x), lambda p: fr.tangent_projector(p, x),
+        lambda p: fr.project_tangent(p, x, x), lambda p: spectrum.extreme_eigenvalues(p, x),
+        lambda p: spectrum.top_eigenvalue_step(p, x), lambda p: theory.rs_leading_perturbation(p, x, 0.1),
+        lambda p: theory.sa_leading_perturbation(p, x, 0.1), lambda p: theory.lemma1_bound(p, x, 0.1, 0.1, x, 1.0),
+        lambda p: theory.lemma2_trace_change(p, x, 0.1, 0.1), lambda p: check_derivatives(p, x),
+        lambda p: fr.run(p, fr.GD(0.1), x, steps=1), lambda p: first_hits(p, fr.GD(0.1), x, 0.1, max_steps=1),
+    ]  # fmt: skip
+    for call in calls:
+        for not_a_problem in (None, "example1", fr.Example1):
+            with pytest.raises(TypeError, match="problem must be a flatref Problem"):
+                call(not_a_problem)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import as_int, as_positive, as_vector
+from .._validation import as_int, as_positive, as_vector, check_problem
 from ..algorithms import StepRule
 from ..driver import run
 from ..errors import ConvergenceError, StatusError
@@ -215,6 +215,7 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
         >>> hits.status, 0 < hits.to_flat[0.1] <= hits.steps <= 2000
         ('reached', True)
     """
+    check_problem(problem)
     eps = tuple(sorted({as_positive(e, "eps") for e in np.atleast_1d(eps).tolist()}, reverse=True))
     max_steps = as_int(max_steps, "max_steps", minimum=1)
     flattest = flattest_trace(problem)
