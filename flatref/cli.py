@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
+import os
 import sys
 import time
+from pathlib import Path
 
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
 from .driver import run
@@ -131,36 +134,98 @@ def check(args) -> int:
     return 0 if ok else 1
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+# ------------------------------------------------------------ argument types
+#: The largest step count the command line takes: far beyond any run that finishes (10⁹ steps
+#: are hours), and small enough for every array the driver allocates per step.
+MAX_STEPS = 10**9
+
+
+def _count(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in ``[minimum, maximum]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum:,}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _real(*, positive: bool, allow_inf: bool = False):
+    """An argparse type: a finite real number ``> 0`` (``positive``) or ``≥ 0``; ``inf`` if ``allow_inf``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        finite = math.isfinite(value) or (allow_inf and value == math.inf)
+        if not finite or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(f"must be {'positive' if positive else 'non-negative'} and finite, "
+                                             f"got {text}")  # fmt: skip
+        return value
+
+    return parse
+
+
+def _folder(text: str) -> str:
+    """An argparse type: a folder that exists or can be made (not a file, under a writable parent)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    parent = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {str(parent)!r}")
+    return text
+
+
+def _png(text: str) -> str:
+    """An argparse type: a file path whose folder exists and is writable."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: its folder does not exist or is not writable")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line on stderr and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_run_arguments(command):
     command.add_argument("--problem", required=True, choices=RUN_CHOICES, help="the test problem")
     command.add_argument("--method", required=True, choices=["gd", "rs", "sa", "sam", "labelnoise"])
-    command.add_argument("--steps", type=int, default=2000, help="number of steps (default 2000)")
-    command.add_argument("--eta", type=float, help="step size η (default 1/λ_max at the start)")
-    command.add_argument("--eta-prime", type=float, default=0.05, help="perturbation step η′ (default 0.05)")
-    command.add_argument("--rho", type=float, default=0.1, help="radius ρ (default 0.1)")
-    command.add_argument("--eps0", type=float, default=float("inf"), help="gate ε0 (default ∞: always perturb)")
-    command.add_argument("--batch-size", type=int, help="batch size for SA, SAM, label noise")
-    command.add_argument("--sigma", type=float, default=0.1, help="label noise σ (default 0.1)")
-    command.add_argument("--eps", type=float, default=0.02, help="ε of the (ε, √ε)-flat test (default 0.02)")
-    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    command.add_argument("--plot", metavar="PNG", help="also draw f and tr̄(Φ) along the run into this file")
+    positive, nonnegative = _real(positive=True), _real(positive=False)
+    command.add_argument("--steps", type=_count(1, MAX_STEPS), default=2000, help="number of steps (default 2000)")
+    command.add_argument("--eta", type=positive, help="step size η (default 1/λ_max at the start)")
+    command.add_argument("--eta-prime", type=positive, default=0.05, help="perturbation step η′ (default 0.05)")
+    command.add_argument("--rho", type=nonnegative, default=0.1, help="radius ρ (default 0.1)")
+    command.add_argument("--eps0", type=_real(positive=True, allow_inf=True), default=math.inf,
+                         help="gate ε0 (default ∞: always perturb)")
+    command.add_argument("--batch-size", type=_count(1), help="batch size for SA, SAM, label noise")
+    command.add_argument("--sigma", type=nonnegative, default=0.1, help="label noise σ (default 0.1)")
+    command.add_argument("--eps", type=positive, default=0.02, help="ε of the (ε, √ε)-flat test (default 0.02)")
+    command.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
+    command.add_argument("--plot", metavar="PNG", type=_png, help="also draw f and tr̄(Φ) along the run into this file")
 
 
 def add_sweep_arguments(command):
-    command.add_argument("--jobs", type=_positive_int, help="worker processes (default: the CPUs)")
+    command.add_argument("--jobs", type=_count(1), help="worker processes (default: the CPUs)")
     command.add_argument("--dask", metavar="ADDRESS",
                          help="run on the dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs flatref[dask])")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="flatref", description="flatref: flat minima, exactly.")
+    parser = _Parser(prog="flatref", description="flatref: flat minima, exactly.")
     commands = parser.add_subparsers(dest="command", required=True)
     subcommands = (("demo", demo), ("figures", figures), ("rates", rates_command), ("run", run_one), ("check", check))
     for name, fun in subcommands:
@@ -168,13 +233,15 @@ def main(argv=None) -> int:
         command = commands.add_parser(name, help=doc, description=doc)
         command.set_defaults(run=fun)
         if name in ("demo", "figures", "rates"):
-            command.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+            command.add_argument("--out", type=_folder, default="figures",
+                                 help="folder for the figures (default: figures)")
         if name == "figures":
             command.add_argument("--quick", action="store_true", help="a fifth of the steps, for a quick look")
             add_sweep_arguments(command)
         if name == "rates":
             command.add_argument("--quick", action="store_true", help="a small grid (under a minute), as in the tests")
-            command.add_argument("--cache", metavar="DIR", help="keep finished runs in DIR; a rerun skips them")
+            command.add_argument("--cache", metavar="DIR", type=_folder,
+                                 help="keep finished runs in DIR; a rerun skips them")
             add_sweep_arguments(command)
         if name == "run":
             add_run_arguments(command)

@@ -67,14 +67,25 @@ def test_run_summarizes_one_run_and_plots(capsys, tmp_path):
     "argv, message",
     [
         (["run", "--problem", "nope", "--method", "sa"], "invalid choice: 'nope'"),
-        (["run", "--problem", "network", "--method", "sa", "--rho", "-1"], "rho must be non-negative"),
+        (["run", "--problem", "network", "--method", "sa", "--rho", "-1"], "--rho: must be non-negative"),
         (["run", "--problem", "example1", "--method", "sa", "--batch-size", "3"], "batch_size must be between 1"),
-        (["run", "--problem", "network", "--method", "rs", "--steps", "0"], "steps must be >= 1"),
+        (["run", "--problem", "network", "--method", "rs", "--steps", "0"], "--steps: must be between 1 and"),
+        (["run", "--problem", "example1", "--method", "gd", "--eps", "-1"], "--eps: must be positive and finite"),
+        (["run", "--problem", "example1", "--method", "gd", "--eps", "nan"], "--eps: must be positive and finite"),
+        (["run", "--problem", "example1", "--method", "gd", "--eps", "inf"], "--eps: must be positive and finite"),
+        (["run", "--problem", "example1", "--method", "gd", "--seed", "-1"], "--seed: must be at least 0"),
+        (["run", "--problem", "example1", "--method", "gd", "--steps", "99999999999999999999"], "--steps: must be"),
+        (["run", "--problem", "example1", "--method", "gd", "--plot", "/nonexistent/dir/run.png"], "--plot: cannot"),
+        (["run", "--problem", "example1", "--method", "gd", "--eta", "x"], "--eta: must be a number"),
+        (["rates", "--jobs", "0"], "--jobs: must be at least 1"),
+        (["demo", "--out", __file__], "--out: "),
     ],
 )
-def test_run_rejects_bad_values_with_one_line_and_exit_code_2(argv, message, capsys):
+def test_bad_arguments_get_one_line_on_stderr_and_exit_code_2_before_any_work(argv, message, capsys):
     try:
         code = main(argv)
     except SystemExit as exit:  # argparse's own errors
         code = exit.code
-    assert code == 2 and message in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 2 and message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""

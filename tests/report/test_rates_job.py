@@ -52,9 +52,3 @@ def test_quick_rates_sa_beats_rs_under_the_theorems_schedules(quick):
             medians.setdefault(key, []).append(int(row["steps_to_flat"]))
     pairs = [(np.median(medians[k]), np.median(medians[k[:3] + ("SA",)])) for k in medians if k[3] == "RS"]
     assert len(pairs) >= 6 and all(sa < rs for rs, sa in pairs)
-
-
-def test_rates_command_rejects_a_bad_job_count(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["rates", "--jobs", "0"])
-    assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
