@@ -102,8 +102,7 @@ class _GradientCache:
     def __call__(self, x):
         key = x.tobytes()
         if key != self._key:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence below
-                value = self.grad(x)
+            value = self.grad(x)  # under limit_map's errstate: overflow is reported as divergence
             self.n_grad += 1
             if not np.all(np.isfinite(value)):
                 raise _Blowup
@@ -182,7 +181,8 @@ def limit_map(
     finish_radius = as_positive(finish_radius, "finish_radius")
     finish_max_iter = as_int(finish_max_iter, "finish_max_iter", minimum=1)
     saddle_tol = as_positive(saddle_tol, "saddle_tol")
-    result = _limit(problem, flow, x0, stages, finish and (finish_radius, finish_max_iter), saddle_tol)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence, not as a warning
+        result = _limit(problem, flow, x0, stages, finish and (finish_radius, finish_max_iter), saddle_tol)
     if throw and not result.success:
         raise LimitMapError(result)
     return result
@@ -346,7 +346,7 @@ def limit_jacobian(
     """``∂Φ(x)`` (or the product ``∂Φ(x) v``) from the variational equation along the flow.
 
     Integrates ``ẋ = −∇f(x)``, ``Ẇ = −∇²f(x) W`` with ``W(0) = I`` (or ``v``) until
-    ``‖∇f(x)‖ ≤ gtol`` and ``‖∇²f(x) W‖ ≤ gtol ‖W‖``, then returns ``P W`` with ``P`` the
+    ``‖∇f(x)‖ ≤ gtol`` and ``‖∇²f(x) W‖ ≤ gtol · max(1, ‖W‖)``, then returns ``P W`` with ``P`` the
     tangent projector at the end point: ``∂Φ(x) = ∂Φ(x_T) W(T)`` exactly, and
     ``∂Φ(x_T) = P + O(dist(x_T, X*))``. Products use :meth:`Problem.hess_vec`, so
     ``v`` of shape ``(d,)`` or ``(d, k)`` never needs a ``d × d`` matrix.
@@ -354,8 +354,8 @@ def limit_jacobian(
     Raises:
         LimitMapError: if the flow does not converge to a minimum (checked first with
             :func:`limit_map`: towards a saddle ``W`` grows without bound).
-        ConvergenceError: if ``W`` has not settled after ``max_evals`` right-hand sides
-            (near a degenerate minimum, where some normal rates are almost zero).
+        ConvergenceError: if ``W`` has not settled after ``max_evals`` right-hand sides or by
+            ``max_time`` (near a degenerate minimum, where some normal rates are almost zero).
 
     Examples:
         >>> from flatref.problems import LinearRegression
@@ -372,12 +372,12 @@ def limit_jacobian(
     gtol, rtol, atol, max_time = (
         as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
     )
-    limit = limit_map(problem, x0, method=method, max_time=max_time, throw=True)
+    limit_map(problem, x0, method=method, max_time=max_time, throw=True)  # towards a saddle W grows without bound
     variational = _Variational(problem, as_int(max_evals, "max_evals", minimum=1), gtol)
     sol = solve_ivp(variational.rhs, (0.0, max_time), np.concatenate([x0, W0.ravel()]), method=method, rtol=rtol,
                     atol=atol, events=[variational.settled])  # fmt: skip
     if sol.status != 1:
-        raise LimitMapError(limit)
+        raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
     d = problem.dim
     z, W = sol.y[:d, -1], sol.y[d:, -1].reshape(d, -1)
     return project_tangent(problem, z, W).reshape(W0.shape)

@@ -300,3 +300,19 @@ def test_an_unreachable_gtol_stalls_into_the_finish_instead_of_spending_the_budg
 def test_limit_jacobian_has_an_evaluation_budget():
     with pytest.raises(ConvergenceError, match="did not settle within 5 evaluations"):
         limit_jacobian(EX1, [2.0, 0.1], max_evals=5)
+
+
+def test_a_flow_whose_gradient_norm_overflows_raises_no_warning():
+    from flatref.experiments.registry import network_of_dim
+
+    problem = network_of_dim(16)
+    lp = limit_map(problem, np.full(16, 1e53))  # ‖∇f‖² overflows at the start: filterwarnings = error would raise
+    assert lp.status is Status.CONVERGED and residual(problem, lp.x) < 1e-10  # and the flow still finds X*
+
+
+def test_limit_jacobian_that_runs_out_of_time_says_so_with_a_convergence_error():
+    problem = LinearRegression.random(2, 4, rng=0)
+    x = problem.random_minimum(0) + 0.1
+    enough_for_phi = 1.05 * limit_map(problem, x).flow_time  # Φ is found by then (to 1e-6, then the finish) ...
+    with pytest.raises(ConvergenceError, match="did not settle by flow time"):
+        limit_jacobian(problem, x, max_time=enough_for_phi)  # ... but W needs ‖∇²f W‖ ≤ 1e-9, which takes longer

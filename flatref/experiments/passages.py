@@ -33,7 +33,7 @@ import numpy as np
 from .._validation import as_int, as_positive, as_vector, check_problem
 from ..algorithms import StepRule
 from ..driver import run
-from ..errors import ConvergenceError, StatusError
+from ..errors import ConvergenceError, LimitMapError, StatusError
 from ..flatness import flattest_trace, metric_at_minimum
 from ..flow import limit_map
 from ..problems import Problem
@@ -108,6 +108,9 @@ class Hits:
 def screen_limit(problem: Problem, x) -> np.ndarray:
     """``Φ(x)`` in closed form if the problem knows it, else its projection onto ``X*``, else the flow.
 
+    Raises:
+        LimitMapError: where the projection fails and the flow does not reach a minimum either.
+
     Examples:
         >>> from flatref.problems import Example1
         >>> screen_limit(Example1(), [2.0, 0.5]).tolist()        # exact: already on X*
@@ -160,10 +163,12 @@ _PASSAGE_STATUS = {Status.STOPPED: Status.REACHED, Status.COMPLETED: Status.CAPP
 
 class _Screen:
     """The callback of a first-passage run: screens ``Φ(x_t)`` on the schedule, records hits,
-    and stops the run once every event is reached."""
+    and stops the run once every event is reached, or where ``Φ(x_t)`` is not a minimum
+    (``failure`` then holds the flow's status)."""
 
     def __init__(self, problem, eps, flattest, x0, schedule):
         self.problem, self.eps, self.flattest, self.schedule = problem, eps, flattest, set(schedule)
+        self.failure = None
         self.to_flat, self.grad_norm_at_flat, self.x_at_flat, self.to_half = {}, {}, {}, None
         self.gap_start, self.metric_start = self.gap, self.metric = self.measure(x0)
         self.record(0, x0)
@@ -185,7 +190,11 @@ class _Screen:
 
     def __call__(self, t, x) -> bool:
         if t in self.schedule:
-            self.gap, self.metric = self.measure(x)
+            try:
+                self.gap, self.metric = self.measure(x)
+            except LimitMapError as err:
+                self.failure = err.result.status
+                return True
             self.record(t, x)
         return self.done()
 
@@ -201,12 +210,14 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
         eps: one ``ε > 0`` or several; the threshold of each is ``√ε``.
         max_steps: stop after this many steps.
         rng: a seed or generator for the run.
-        throw: raise :class:`~flatref.errors.StatusError` if the run is capped or diverges,
-            instead of returning hits whose status says so.
+        throw: raise :class:`~flatref.errors.StatusError` if the run is capped or diverges, or
+            ``Φ(x_t)`` stops being a minimum, instead of returning hits whose status says so
+            (the failed flow's status, e.g. ``diverged``; the run stops there).
         **schedule: ``first``, ``growth`` and ``records`` of :func:`screening_steps`.
 
     Raises:
         ValueError: if the problem does not know its flattest trace.
+        LimitMapError: if ``Φ(x0)`` is not a minimum (there is no trace gap to start from).
 
     Examples:
         >>> from flatref import SA
@@ -227,6 +238,7 @@ def first_hits(problem: Problem, method: StepRule, x0, eps, *, max_steps: int, r
     if not screen.done():
         trajectory = run(problem, method, x0, steps=max_steps, rng=rng, record_every=max_steps, callback=screen)
         steps, status = trajectory.steps, _PASSAGE_STATUS.get(trajectory.status, trajectory.status)
+        status = screen.failure or status
     hits = Hits(
         to_flat={e: screen.to_flat.get(e) for e in eps},
         grad_norm_at_flat={e: screen.grad_norm_at_flat.get(e) for e in eps},

@@ -31,7 +31,7 @@ from ..problems import Problem
 from ..spectrum import top_eigenvalue_step
 from ..theory import rs_schedule, sa_schedule
 from .parallel import parallel_map
-from .passages import first_hits
+from .passages import first_hits, screening_steps
 from .registry import make, network_of_dim
 
 #: The free constants of the theorems' schedules (``δ = 1``), per problem and method. On the
@@ -43,6 +43,9 @@ CONSTANTS = {
     ("network", "RS"): {"c_eta_prime": 10.0, "c_rho": 2.0},
     ("network", "SA"): {"c_eta_prime": 10.0, "c_rho": 0.1},
 }
+
+#: The instance seed of the sweeps' random problems (:func:`~flatref.experiments.registry.network_of_dim`).
+INSTANCE_SEED = 0
 
 #: ``(η′, ρ)`` of the fixed regime, the same for RS and SA (those of the figures).
 FIXED = {"example1": (0.05, 0.3), "network": (0.05, 0.1)}
@@ -119,7 +122,12 @@ class Case:
     max_steps: int
 
     def key(self) -> str:
-        """A digest of the full configuration (and flatref's version): the cache's file name.
+        """A digest of the full configuration: the cache's file name.
+
+        It covers the case's fields, the parameters its regime takes from :data:`CONSTANTS`
+        or :data:`FIXED`, the problem's instance (:data:`INSTANCE_SEED`), the screening
+        schedule of :func:`~flatref.experiments.passages.screening_steps` and flatref's
+        version, so changing any of them recomputes the run instead of reading a stale one.
 
         Examples:
             >>> case = Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500)
@@ -129,8 +137,14 @@ class Case:
             >>> key == Case("example1", 2, "fixed", "SA", (0.1,), 1, 1500).key()             # the seed counts
             False
         """
-        config = json.dumps({"case": dataclasses.asdict(self), "version": __version__}, sort_keys=True)
-        return hashlib.sha256(config.encode()).hexdigest()[:32]
+        config = {
+            "case": dataclasses.asdict(self),
+            "parameters": FIXED[self.problem] if self.regime == "fixed" else CONSTANTS[self.problem, self.method],
+            "instance_seed": INSTANCE_SEED,
+            "screening": screening_steps.__kwdefaults__,
+            "version": __version__,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def cases(grid: Grid) -> list[Case]:
@@ -160,7 +174,7 @@ def problem_of(name: str, dim: int) -> Problem:
         >>> problem_of("network", 16).dim, problem_of("example1", 2).dim
         (16, 2)
     """
-    return make("example1") if name == "example1" else network_of_dim(dim)
+    return make("example1") if name == "example1" else network_of_dim(dim, INSTANCE_SEED)
 
 
 def method_of(case: Case, problem: Problem, x0) -> StepRule:

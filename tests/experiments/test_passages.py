@@ -127,3 +127,12 @@ def test_throw_raises_on_a_capped_run_and_the_schedule_is_checked():
     coarse = first_hits(problem, SA(0.05, 0.05, 0.3), problem.sharp_minimum(), 0.1, max_steps=5000, records=2)
     fine = first_hits(problem, SA(0.05, 0.05, 0.3), problem.sharp_minimum(), 0.1, max_steps=5000)
     assert coarse.to_flat[0.1] >= fine.to_flat[0.1]  # fewer screens can only see the hit later
+
+
+def test_a_run_whose_limit_stops_being_a_minimum_reports_it_instead_of_raising():
+    problem = network_of_dim(16)
+    x0 = problem.sharp_minimum()
+    eta = top_eigenvalue_step(problem, x0)
+    hits = first_hits(problem, RS(5 * eta, 0.05, 0.1), x0, 0.01, max_steps=400)  # η = 5/λ_max: GD is unstable
+    assert hits.status == "diverged" and not hits.success and hits.steps < 400
+    assert hits.message.startswith("the iterates blew up")

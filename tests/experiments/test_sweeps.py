@@ -66,8 +66,9 @@ def test_a_dask_cluster_gives_the_same_csv_bytes_as_loky(tmp_path):
 
     loky = write_csv(tmp_path / "loky.csv", COLUMNS, csv_rows(measure(TINY, jobs=2).rows))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with dask_backend(cluster.scheduler_address):
+        with dask_backend(cluster.scheduler_address) as client, distributed.get_task_stream(client) as stream:
             sweep = measure(TINY, cache=tmp_path / "cache")
+    assert len(stream.data) >= 8  # the runs went through the cluster's workers
     on_dask = write_csv(tmp_path / "dask.csv", COLUMNS, csv_rows(sweep.rows))
     assert sweep.computed == 8
     assert on_dask.read_bytes() == loky.read_bytes()
@@ -86,3 +87,14 @@ def test_without_the_dask_extra_the_dask_path_names_the_extra():
     with pytest.raises(ImportError, match=r"flatref\[dask\]"):
         with dask_backend("tcp://127.0.0.1:8786"):
             pass
+
+
+def test_changing_a_regime_s_parameters_changes_the_cache_key(monkeypatch):
+    from flatref.experiments import sweeps
+
+    fixed, theory = (next(c for c in cases(TINY) if c.regime == r) for r in ("fixed", "theory"))
+    keys = fixed.key(), theory.key()
+    monkeypatch.setitem(sweeps.FIXED, fixed.problem, (0.01, 0.05))
+    assert fixed.key() != keys[0] and theory.key() == keys[1]
+    monkeypatch.setitem(sweeps.CONSTANTS, (theory.problem, theory.method), {"c_eta_prime": 1.0, "c_rho": 1.0})
+    assert theory.key() != keys[1]
