@@ -58,6 +58,23 @@ def as_vector(x, dim: int, name: str = "x", *, allow_complex: bool = False) -> n
     return arr
 
 
+def as_columns(v, dim: int, name: str = "v", *, allow_complex: bool = False) -> np.ndarray:
+    """Return ``v`` as a finite array of shape ``(dim,)`` or ``(dim, k)``: one vector, or ``k`` in columns.
+
+    Examples:
+        >>> as_columns([[1, 2], [3, 4], [5, 6]], 3).shape
+        (3, 2)
+        >>> as_columns([1.0, 2.0], 3)
+        Traceback (most recent call last):
+            ...
+        ValueError: v must have shape (3,) or (3, k), got shape (2,)
+    """
+    arr = as_array(v, name, allow_complex=allow_complex)
+    if arr.shape[:1] != (dim,) or arr.ndim > 2:
+        raise ValueError(f"{name} must have shape ({dim},) or ({dim}, k), got shape {arr.shape}")
+    return arr
+
+
 def as_int(n, name: str, *, minimum: int) -> int:
     """Return ``n`` as a Python int ``>= minimum`` (bools are rejected).
 

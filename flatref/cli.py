@@ -21,6 +21,7 @@ from .experiments.registry import CHECKS, RUN_CHOICES, make
 from .flatness import flatness_along, flatness_report
 from .report.figures import run_figure
 from .report.jobs import all_figures, draw, rates
+from .report.progress import RunProgress
 from .spectrum import top_eigenvalue_step
 from .testing import check_derivatives
 
@@ -99,7 +100,9 @@ def run_one(args) -> int:
     eta = args.eta if args.eta is not None else top_eigenvalue_step(problem, x0)
     try:
         method = make_method(args, eta)
-        trajectory = run(problem, method, x0, steps=args.steps, rng=args.seed, record_every=max(1, args.steps // 50))
+        progress = RunProgress(problem, type(method).__name__, args.steps)
+        trajectory = run(problem, method, x0, steps=args.steps, rng=args.seed, record_every=max(1, args.steps // 50),
+                         callback=progress)  # fmt: skip
     except (TypeError, ValueError) as err:
         print(f"flatref run: error: {err}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ from .errors import StatusError
 from .problems import Problem
 from .status import Status, describe
 
-#: Random draws are made for this many steps at a time.
+#: Random draws are made for this many steps at a time: one call per block keeps the per-step
+#: overhead small. It fixes how the stream is consumed, so changing it changes every run's bits.
 _BLOCK = 256
 
 

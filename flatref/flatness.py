@@ -86,7 +86,7 @@ class FlatnessReport:
 
     Attributes:
         grad_norm: ``‖∇f(x)‖``.
-        limit: the :class:`~flatref.limit_map.LimitPoint` of the flow from ``x``.
+        limit: the :class:`~flatref.flow.LimitPoint` of the flow from ``x``.
         x_star: ``Φ(x)`` when the flow converged to a minimum, else ``None``.
         metric: ``‖∂Φ(x*) ∇tr̄(x*)‖``, or ``None`` without a limit.
         tr_bar_star: ``tr̄(x*)``, or ``None``.

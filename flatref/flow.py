@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ._validation import as_array, as_int, as_positive, as_vector, check_problem
+from ._validation import as_columns, as_int, as_positive, as_vector, check_problem
 from .errors import ConvergenceError, LimitMapError
 from .geometry import project_tangent
 from .problems import Problem
@@ -90,24 +90,38 @@ class _Stalled(Exception):
     """Raised inside the right-hand side when ``‖∇f‖`` has not halved for ``stall_evals`` evaluations."""
 
 
-class _GradientCache:
-    """``∇f`` with a one-point memory: solve_ivp's event calls hit the point its step just evaluated."""
+class _Memo:
+    """``fun`` with a one-point memory, counting its evaluations: solve_ivp's event functions
+    ask for the state its step has just evaluated."""
+
+    def __init__(self, fun):
+        self.fun, self.calls, self._key, self._value = fun, 0, None, None
+
+    def __call__(self, state):
+        key = state.tobytes()
+        if key != self._key:
+            self.calls += 1
+            self._key, self._value = key, self.fun(state)
+        return self._value
+
+
+class _GradientCache(_Memo):
+    """``∇f`` at the integrator's points (float vectors of length ``d``: no checks), with a memory;
+    a non-finite gradient raises :class:`_Blowup` (under limit_map's errstate, overflow is divergence)."""
 
     def __init__(self, problem: Problem):
-        self.grad = problem.unchecked.grad  # points come from the integrator: float vectors of length d
-        self.n_grad = 0
-        self._key = None
-        self._value = None
+        super().__init__(self._finite_grad)
+        self.grad = problem.unchecked.grad
 
-    def __call__(self, x):
-        key = x.tobytes()
-        if key != self._key:
-            value = self.grad(x)  # under limit_map's errstate: overflow is reported as divergence
-            self.n_grad += 1
-            if not np.all(np.isfinite(value)):
-                raise _Blowup
-            self._key, self._value = key, value
-        return self._value
+    def _finite_grad(self, x):
+        value = self.grad(x)
+        if not np.all(np.isfinite(value)):
+            raise _Blowup
+        return value
+
+    @property
+    def n_grad(self) -> int:
+        return self.calls
 
 
 def limit_map(
@@ -153,14 +167,24 @@ def limit_map(
         refine: the second flow stage stops at ``refine · gtol``: a hundredfold smaller
             gradient puts the point about a hundred times closer to ``X*`` (``‖∇f‖ ∝ dist``
             near a non-degenerate minimum), so the finish's ``O(dist²)`` error falls ``10⁴``-fold.
-        max_time: the largest flow time.
-        max_grad_evals: the largest number of gradient evaluations (then status ``budget``).
+        max_time: the largest flow time. The flow's slowest normal rate is the smallest non-zero
+            Hessian eigenvalue ``λ``, so reaching ``gtol`` takes a time of about ``log(1/gtol)/λ``:
+            ``1e8`` allows ``λ`` down to ``~1e-7``, far below any of our problems, so the status
+            ``max_time`` means a flow that does not settle (no minimum, or a degenerate one).
+        max_grad_evals: the largest number of gradient evaluations (then status ``budget``):
+            about a thousand times the few hundred a flow from ``dist = 1e-2`` takes on our
+            problems (``benchmarks/limit_map.py``), so only a pathological flow reaches it.
         stall_evals: a flow stage stops early when ``‖∇f‖`` has not halved within this
             many evaluations (a ``gtol`` below what the integrator can reach, or the slow
             approach to a degenerate minimum); the finish is tried there. If the last
             stage stalls and the finish is rejected, the status is ``stalled``.
-        blowup: the flow has diverged when ``‖x(t)‖ > blowup · (1 + ‖x(0)‖)``.
+        blowup: the flow has diverged when ``‖x(t)‖ > blowup · (1 + ‖x(0)‖)``. A gradient flow
+            decreases ``f``, so on a problem with bounded sublevel sets it stays near its start;
+            a millionfold excursion means ``f`` is unbounded below along it.
         saddle_tol: a Hessian eigenvalue below ``−saddle_tol · max(1, λ_max)`` makes a saddle.
+            At a minimum reached to ``gtol`` the smallest eigenvalue is ``O(gtol)`` of either
+            sign (rounding and the distance to ``X*``); ``1e-5`` is ten times ``gtol``, and a
+            saddle's negative curvature is of the order of ``λ_max``.
         throw: raise :class:`~flatref.errors.LimitMapError` instead of returning a failed limit.
 
     Returns:
@@ -351,6 +375,20 @@ def limit_jacobian(
     ``∂Φ(x_T) = P + O(dist(x_T, X*))``. Products use :meth:`Problem.hess_vec`, so
     ``v`` of shape ``(d,)`` or ``(d, k)`` never needs a ``d × d`` matrix.
 
+    Args:
+        problem: the loss.
+        x: the point.
+        v: ``None`` for the whole Jacobian, or the vector(s) to multiply.
+        gtol: the settling threshold. The result's error is ``O(dist(x_T, X*)) = O(gtol/λ)``
+            with ``λ`` the smallest non-zero Hessian eigenvalue: ``1e-9`` keeps it near ``1e-8``
+            on our problems, the accuracy the lemma tests ask of ``∂Φ``.
+        rtol, atol: solve_ivp's tolerances, tighter than :func:`limit_map`'s since ``W`` is
+            compared with finite differences of ``Φ`` at the ``1e-7`` level.
+        method: any solve_ivp method.
+        max_time: as for :func:`limit_map`.
+        max_evals: the right-hand sides allowed: a hundred times what a flow from ``dist = 0.05``
+            takes on our problems, so only a flow towards a degenerate minimum reaches it.
+
     Raises:
         LimitMapError: if the flow does not converge to a minimum (checked first with
             :func:`limit_map`: towards a saddle ``W`` grows without bound).
@@ -366,9 +404,7 @@ def limit_jacobian(
     """
     check_problem(problem)
     x0 = as_vector(x, problem.dim)
-    W0 = np.eye(problem.dim) if v is None else as_array(v, "v")
-    if W0.shape[:1] != (problem.dim,) or W0.ndim > 2:
-        raise ValueError(f"v must have shape ({problem.dim},) or ({problem.dim}, k), got shape {W0.shape}")
+    W0 = np.eye(problem.dim) if v is None else as_columns(v, problem.dim)
     gtol, rtol, atol, max_time = (
         as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
     )
@@ -389,18 +425,14 @@ class _Variational:
 
     def __init__(self, problem: Problem, max_evals: int, gtol: float):
         self.problem, self.max_evals, self.gtol = problem, max_evals, gtol
-        self.evals, self._key, self._value = 0, None, None
+        self.derivatives = _Memo(self._evaluate)
 
-    def derivatives(self, state):
-        key = state.tobytes()
-        if key != self._key:
-            self.evals += 1
-            if self.evals > self.max_evals:
-                raise ConvergenceError(f"the variational equation did not settle within {self.max_evals} evaluations")
-            d = self.problem.dim
-            z, W = state[:d], state[d:].reshape(d, -1)
-            self._key, self._value = key, (self.problem.unchecked.grad(z), self.problem.unchecked.hess_vec(z, W))
-        return self._value
+    def _evaluate(self, state):
+        if self.derivatives.calls > self.max_evals:
+            raise ConvergenceError(f"the variational equation did not settle within {self.max_evals} evaluations")
+        d = self.problem.dim
+        z, W = state[:d], state[d:].reshape(d, -1)
+        return self.problem.unchecked.grad(z), self.problem.unchecked.hess_vec(z, W)
 
     def rhs(self, t, state):
         g, HW = self.derivatives(state)

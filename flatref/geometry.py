@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_array, check_problem
+from ._validation import as_columns, check_problem
 from .problems import Problem
 
 
@@ -70,7 +70,5 @@ def project_tangent(problem: Problem, x_star, v, *, rtol: float = 1e-6) -> np.nd
     """
     check_problem(problem)
     N = problem.normal_basis(x_star, rtol=rtol)
-    v = as_array(v, "v")
-    if v.shape[:1] != (problem.dim,) or v.ndim > 2:
-        raise ValueError(f"v must have shape ({problem.dim},) or ({problem.dim}, k), got shape {v.shape}")
+    v = as_columns(v, problem.dim)
     return v - N @ (N.T @ v)

@@ -103,12 +103,18 @@ class DerivativeCheck:
         return "\n".join(lines)
 
 
-def _fit_slope(hs, remainders, noise):
-    """Slope of log R against log h over the smallest steps where R is clear of the rounding noise."""
-    clear = remainders > 100.0 * noise
+def _fit_slope(hs, remainders, noise, *, clearance=100.0, points=6):
+    """Slope of log R against log h over the ``points`` smallest steps where R is clear of the rounding noise.
+
+    "Clear" is ``R > clearance · noise``: there rounding moves ``log R`` by at most 1 %, so
+    the fitted slope is off by far less than the ``slope_tol`` of a wrong derivative (1).
+    Six points (at least three) span a factor of 32 to 4 in ``h``: enough for a stable fit,
+    and few enough to stay at the smallest steps, where the next Taylor term is negligible.
+    """
+    clear = remainders > clearance * noise
     if np.count_nonzero(clear) < 3:
         return None
-    h, r = hs[clear][-6:], remainders[clear][-6:]
+    h, r = hs[clear][-points:], remainders[clear][-points:]
     return float(np.polyfit(np.log(h), np.log(r), 1)[0])
 
 

@@ -26,11 +26,14 @@ def test_lanczos_stops_at_an_invariant_subspace_with_the_exact_spectrum():
 
 
 def test_dense_and_lanczos_routes_agree_on_a_network():
-    problem = DiagonalLinearNetwork.random(6, 30, sparsity=2, rng=0)
+    problem = DiagonalLinearNetwork.random(6, 30, sparsity=2, rng=0)  # d = 60
     x = problem.random_minimum(0) + 0.01
     dense = extreme_eigenvalues(problem, x)
-    lanczos = extreme_eigenvalues(problem, x, dense_max_dim=10, lanczos_steps=60)
-    np.testing.assert_allclose(lanczos, dense, rtol=1e-8, atol=1e-10)
+    full = extreme_eigenvalues(problem, x, dense_max_dim=10, lanczos_steps=60)
+    np.testing.assert_allclose(full, dense, rtol=1e-8, atol=1e-10)  # a full Krylov space: exact
+    short = extreme_eigenvalues(problem, x, dense_max_dim=10, lanczos_steps=15)  # a quarter of d
+    assert dense[0] - 1e-12 <= short[0] and short[1] <= dense[1] + 1e-12  # Ritz values lie inside the spectrum
+    assert short[1] == pytest.approx(dense[1], rel=1e-6)  # and the top one converges first
 
 
 def test_top_eigenvalue_step_is_the_reciprocal_of_lambda_max():

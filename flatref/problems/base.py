@@ -32,8 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-from .._validation import as_array, as_int, as_positive, as_vector, frozen_copy
+from .._validation import as_array, as_columns, as_int, as_positive, as_vector, frozen_copy
 from ..errors import ConvergenceError
+
+
+#: The largest ``d`` for which a dense ``O(d³)`` eigendecomposition of ``∇²f`` is used: at
+#: ``d = 1500`` one takes about 0.2 s (eigenvalues) to 0.4 s (with vectors) on 2 cores, as much
+#: as a few hundred gradients of our largest problems; above it, Hessian-vector products.
+DENSE_MAX_DIM = 1500
 
 
 class Problem(abc.ABC):
@@ -120,10 +126,7 @@ class Problem(abc.ABC):
             (True, (8,))
         """
         x = self._point(x)
-        v = as_array(v, "v", allow_complex=True)
-        if v.shape[:1] != (self.dim,) or v.ndim > 2:
-            raise ValueError(f"v must have shape ({self.dim},) or ({self.dim}, k), got shape {v.shape}")
-        return self._hess_vec(x, v)
+        return self._hess_vec(x, as_columns(v, self.dim, allow_complex=True))
 
     def third(self, x) -> np.ndarray:
         """The third-derivative tensor ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``, shape ``(d, d, d)``.
@@ -224,7 +227,7 @@ class Problem(abc.ABC):
     projection_is_global: bool = False
 
     def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, rtol: float = 1e-6,
-                          curvature_tol: float = 1e-2, max_dim: int = 1500) -> np.ndarray:  # fmt: skip
+                          curvature_tol: float = 1e-2, max_dim: int = DENSE_MAX_DIM) -> np.ndarray:  # fmt: skip
         """A point of ``X*`` near ``x`` by Newton steps restricted to the top eigenspace of ``∇²f``.
 
         Each step is ``x ← x − Q (Λ⁻¹ Qᵀ ∇f(x))`` over the eigenpairs ``(Λ, Q)`` of ``∇²f(x)``

@@ -58,7 +58,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         super().__init__(2 * D, y)
         self._Z = frozen_copy(Z)
         self._c = frozen_copy(np.sum(Z * Z, axis=0))
-        self._flattest = None  # the weighted-l1 solution, computed on first request
+        self._flattest = {}  # the weighted-l1 solution, computed on first request
         self.ground_truth = None
         if ground_truth is not None:
             w = as_array(ground_truth, "ground_truth", ndim=1)
@@ -284,11 +284,9 @@ class DiagonalLinearNetwork(TrainingLoss):
             (True, True, True)
         """
         support_tol = as_positive(support_tol, "support_tol")
-        if support_tol != 1e-9:
-            return (self._solve_flattest(support_tol),)
-        if self._flattest is None:
-            self._flattest = frozen_copy(self._solve_flattest(support_tol))
-        return (self._flattest.copy(),)
+        if support_tol not in self._flattest:  # one linear program per tolerance asked for
+            self._flattest[support_tol] = frozen_copy(self._solve_flattest(support_tol))
+        return (self._flattest[support_tol].copy(),)
 
     def _solve_flattest(self, support_tol: float) -> np.ndarray:
         n, D = self._Z.shape

@@ -54,7 +54,7 @@ class SweepProgress:
     def __call__(self, index, task, result, seconds) -> None:
         self.count += 1
         count = self.count if self.total is None else f"{self.count}/{self.total}"
-        print(f"  [{count}] {self.describe(task)} ({seconds:.0f} s)", file=self.stream, flush=True)
+        print(f"  [{count}] {self.describe(task)} ({seconds:.0f} s elapsed)", file=self.stream, flush=True)
 
 
 def log(message: str, *, stream=None) -> None:
