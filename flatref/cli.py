@@ -16,12 +16,13 @@ from pathlib import Path
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
 from .driver import run
 from .experiments.parallel import dask_backend
-from .experiments.recipes import demo_cases, escape
+from .experiments.recipes import demo_escapes
 from .experiments.registry import CHECKS, RUN_CHOICES, make
 from .flatness import flatness_along, flatness_report
 from .report.figures import run_figure
 from .report.jobs import all_figures, draw, rates
 from .report.progress import RunProgress
+from .report.tables import demo_table
 from .spectrum import top_eigenvalue_step
 from .testing import check_derivatives
 
@@ -30,21 +31,8 @@ def demo(args) -> int:
     """Escape sharp minima with RS and SA (GD for contrast), print how flat each run ends, draw Example 1."""
     print("Escaping sharp minima: tr̄ at the limit Φ of the last iterate, the raw trace's gap to the")
     print("flattest minimum, the stationarity metric |∂Φ ∇tr̄| and whether the end is (ε, √ε)-flat.\n")
-    header = (
-        f"{'problem':<26}{'method':<8}{'steps':>6}  {'tr̄(Φ) start → end':<20}{'trace gap':>18}{'metric':>10}   flat"
-    )
-    print(header)
-    print("-" * len(header))
     start_time = time.perf_counter()
-    for label, problem, x0, methods, steps, eps in demo_cases():
-        start = flatness_report(problem, x0, eps, eps**0.5)
-        for k, method in enumerate(methods):
-            end = flatness_report(problem, escape(problem, method, x0, steps, rng=k), eps, eps**0.5)
-            tr_bar = f"{start.tr_bar_star:.4g} → {end.tr_bar_star:.4g}"
-            gap = f"{start.trace_gap:.3g} → {max(end.trace_gap, 0.0):.3g}"
-            verdict = f"{'yes' if end.is_flat else 'no'} (ε = {eps:g})"
-            name = type(method).__name__
-            print(f"{label:<26}{name:<8}{2 * steps + 100:>6}  {tr_bar:<20}{gap:>18}{end.metric:>10.2e}   {verdict}")
+    print("\n".join(demo_table(demo_escapes())))
     print(f"\n{time.perf_counter() - start_time:.1f} s. tr̄ divides the trace by d, so on the network the")
     print("metric is small even at the sharp start; its trace gap is the readable number (docs/theory.md §6).")
     print(f"\nwrote {draw('example1', args.out, jobs=1)} and its data, example1.csv")

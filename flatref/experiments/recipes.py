@@ -15,7 +15,7 @@ import numpy as np
 
 from ..algorithms import GD, RS, SA, SAM, LabelNoiseSGD, StepRule
 from ..driver import Trajectory, run
-from ..flatness import FlatnessPath, flatness_along
+from ..flatness import FlatnessPath, FlatnessReport, flatness_along, flatness_report
 from ..flow import LimitPoint, limit_map
 from ..problems import Problem
 from ..spectrum import top_eigenvalue_step
@@ -57,8 +57,13 @@ def standard_methods(eta: float, *, stochastic_sam: bool = False) -> dict[str, S
     return methods
 
 
+#: The gradient steps that end :func:`escape`: they shrink ‖∇f‖ by ``(1 − ηλ)^100`` along each
+#: normal direction, far below the demo's ``ε``, while ``Φ`` moves only to second order.
+FINISH_STEPS = 100
+
+
 def escape(problem: Problem, method: StepRule, x0, steps: int, rng: int, *, settle: float = 3.0,
-           finish_steps: int = 100) -> np.ndarray:  # fmt: skip
+           finish_steps: int = FINISH_STEPS) -> np.ndarray:  # fmt: skip
     """``steps`` steps of ``method``, ``steps`` more with ``ρ/settle``, then ``finish_steps`` gradient steps.
 
     The second leg, at a third of the radius, settles RS's noise along the minima set;
@@ -97,6 +102,36 @@ def demo_cases():
     x0 = net.sharp_minimum()
     eta = top_eigenvalue_step(net, x0)
     yield "diagonal network, d = 40", net, x0, [GD(eta), RS(eta, 0.05, 0.1), SA(eta, 0.05, 0.1)], 3000, 1e-3
+
+
+@dataclass(frozen=True)
+class Escape:
+    """One demo run: the case's label, the method's name, the steps taken, ``ε``, and the
+    :class:`~flatref.flatness.FlatnessReport` at the start and at the end (Definition 3 with ``ε′ = √ε``)."""
+
+    label: str
+    method: str
+    steps: int
+    eps: float
+    start: FlatnessReport = field(repr=False)
+    end: FlatnessReport = field(repr=False)
+
+
+def demo_escapes() -> list[Escape]:
+    """:func:`escape` for every method of every :func:`demo_cases` case (seed = the method's position).
+
+    Examples:
+        >>> escapes = demo_escapes()                                          # doctest: +SKIP
+        >>> [(e.method, e.end.is_flat) for e in escapes if e.label == "Example 1"]  # doctest: +SKIP
+        [('GD', False), ('RS', True), ('SA', True)]
+    """
+    out = []
+    for label, problem, x0, methods, steps, eps in demo_cases():
+        start = flatness_report(problem, x0, eps, eps**0.5)
+        for k, method in enumerate(methods):
+            end = flatness_report(problem, escape(problem, method, x0, steps, rng=k), eps, eps**0.5)
+            out.append(Escape(label, type(method).__name__, 2 * steps + FINISH_STEPS, eps, start, end))
+    return out
 
 
 # ------------------------------------------------------------ the figures' runs

@@ -1,7 +1,8 @@
 """The report layer: figures drawn from given data, tables, files and progress printers.
 
-It imports the core and :mod:`flatref.experiments` (never the reverse), computes
-nothing of its own beyond formatting, and is the only layer that imports matplotlib:
+It imports the core and :mod:`flatref.experiments` (never the reverse), runs nothing
+(the experiments layer does; the figures only evaluate the closed forms they draw, such as
+a recovery error at each given limit), and is the only layer that imports matplotlib:
 
 - :mod:`~flatref.report.files`: the Agg backend, byte-stable PNGs, CSVs;
 - :mod:`~flatref.report.figures`: one function per figure, from the recipes' data;

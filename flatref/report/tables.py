@@ -120,6 +120,20 @@ def _per_size(rows: list) -> list[str]:
     return lines
 
 
+def demo_table(escapes) -> list[str]:
+    """The demo's table: per run, ``tr̄`` at the limit at the start and the end, the raw trace
+    gap, the stationarity metric and Definition 3's verdict (``escapes``:
+    :func:`~flatref.experiments.recipes.demo_escapes`)."""
+    header = f"{'problem':<26}{'method':<8}{'steps':>6}  {'tr̄(Φ) start → end':<20}{'trace gap':>18}{'metric':>10}   flat"
+    lines = [header, "-" * len(header)]
+    for e in escapes:
+        tr_bar = f"{e.start.tr_bar_star:.4g} → {e.end.tr_bar_star:.4g}"
+        gap = f"{e.start.trace_gap:.3g} → {max(e.end.trace_gap, 0.0):.3g}"
+        verdict = f"{'yes' if e.end.is_flat else 'no'} (ε = {e.eps:g})"
+        lines.append(f"{e.label:<26}{e.method:<8}{e.steps:>6}  {tr_bar:<20}{gap:>18}{e.end.metric:>10.2e}   {verdict}")
+    return lines
+
+
 def _list(values) -> str:
     return "{" + ", ".join(f"{v:.3g}" for v in values) + "}"
 
