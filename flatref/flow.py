@@ -1,11 +1,11 @@
-"""The limit map of gradient flow (Definition 1), its Jacobian, and the tangent projector.
+"""The limit map of gradient flow (Definition 1) and its Jacobian.
 
 ``Φ(x) := lim_{t→∞} x(t)`` with ``x(0) = x`` and ``ẋ = −∇f(x)`` (Ahn, Jadbabaie & Sra,
 2024, Definition 1). ``∂Φ(x) = lim_{t→∞} W(t)`` with ``Ẇ = −∇²f(x(t)) W``, ``W(0) = I``
 (the variational equation). At a point ``x*`` of the minima set ``X*``, where ``X*`` is
 locally a manifold and ``rank ∇²f(x*) = d − dim X*``, ``∂Φ(x*)`` is the orthogonal
 projector onto the tangent space (the null space of ``∇²f(x*)``); for Setting 1 that
-is ``I − Jᵀ(JJᵀ)⁺J`` with ``J`` the output Jacobian (eq. (31)).
+is ``I − Jᵀ(JJᵀ)⁺J`` with ``J`` the output Jacobian (eq. (31)); :mod:`flatref.geometry` computes it.
 
 How :func:`limit_map` computes ``Φ`` (docs/theory.md §6):
 
