@@ -180,7 +180,7 @@ class RS(StepRule):
         return (u / np.linalg.norm(u, axis=1, keepdims=True),)
 
     def step(self, problem, x, g, noise, rng):
-        if g @ g > self.eps0**2:
+        if g @ g > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
             return Step(x - self.eta * g, False, 0.0)
         (u,) = noise
         v = proj_out(g, problem.unchecked.grad(x + self.rho * u))
@@ -268,7 +268,7 @@ class SA(StepRule):
         raise ValueError("SA's direction vanishes at x and at x + ξ (Remark 2): increase xi")
 
     def step(self, problem, x, g, noise, rng):
-        if g @ g > self.eps0**2:
+        if g @ g > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
             return Step(x - self.eta * g, False, 0.0)
         batch, sigma = noise
         u = self.direction(problem, x, batch, rng)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_nonnegative, as_vector, check_problem
+from ._validation import as_array, as_nonnegative, as_vector, check_problem
 from .flow import LimitPoint, limit_map
 from .geometry import project_tangent
 from .problems import Problem
@@ -234,7 +234,7 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit
         ([9.111111, 2.0], True)
     """
     check_problem(problem)
-    points = np.asarray(getattr(trajectory, "xs", trajectory), dtype=float)
+    points = as_array(getattr(trajectory, "xs", trajectory), "trajectory")
     steps = getattr(trajectory, "record_steps", None)
     if points.ndim != 2 or points.shape[1] != problem.dim:
         raise ValueError(f"trajectory must hold points of length {problem.dim} in rows, got shape {points.shape}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy.integrate import OdeSolver, solve_ivp
 
 from ._validation import as_columns, as_int, as_positive, as_vector, check_problem
 from .errors import ConvergenceError, LimitMapError
@@ -41,7 +41,20 @@ from .problems import Problem
 from .spectrum import extreme_eigenvalues
 from .status import Status, describe
 
+#: solve_ivp's methods; the implicit ones get the exact Jacobian ``−∇²f``.
+_METHODS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 _IMPLICIT = ("Radau", "BDF", "LSODA")
+
+
+def _ivp_method(method):
+    """``method`` if solve_ivp takes it (a name of :data:`_METHODS` or an ``OdeSolver`` subclass)."""
+    if isinstance(method, str):
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS} or an OdeSolver subclass, got {method!r}")
+        return method
+    if isinstance(method, type) and issubclass(method, OdeSolver):
+        return method
+    raise TypeError(f"method must be one of {_METHODS} or an OdeSolver subclass, got {type(method).__name__}")
 
 
 @dataclass(frozen=True)
@@ -274,7 +287,7 @@ class _Flow:
     def checked(cls, problem, method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
         """A flow with its options checked (each ``ValueError``/``TypeError`` names the argument)."""
         return cls(
-            problem, _GradientCache(problem), method, as_positive(rtol, "rtol"), as_positive(atol, "atol"),
+            problem, _GradientCache(problem), _ivp_method(method), as_positive(rtol, "rtol"), as_positive(atol, "atol"),
             as_positive(max_time, "max_time"), as_int(max_grad_evals, "max_grad_evals", minimum=1),
             as_int(stall_evals, "stall_evals", minimum=1), max_norm,
         )  # fmt: skip
@@ -405,6 +418,7 @@ def limit_jacobian(
     check_problem(problem)
     x0 = as_vector(x, problem.dim)
     W0 = np.eye(problem.dim) if v is None else as_columns(v, problem.dim)
+    method = _ivp_method(method)
     gtol, rtol, atol, max_time = (
         as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
     )

@@ -25,6 +25,9 @@ def proj_out(u, v):
         >>> proj_out(np.zeros(2), np.array([3.0, 4.0])).tolist()
         [3.0, 4.0]
     """
+    u, v = np.asarray(u), np.asarray(v)
+    if u.ndim != 1 or u.shape != v.shape:
+        raise ValueError(f"u and v must be vectors of one length, got shapes {u.shape} and {v.shape}")
     uu = u @ u
     return v if uu == 0 else v - ((u @ v) / uu) * u
 

@@ -240,6 +240,7 @@ def small_problem(family, seed: int, size: int = 0):
         >>> small_problem(LinearRegression, seed=0).n_samples < small_problem(LinearRegression, seed=0).dim
         True
     """
+    seed, size = as_int(seed, "seed", minimum=0), as_int(size, "size", minimum=0)
     if family is Example1:
         return Example1()
     n = 1 + size

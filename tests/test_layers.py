@@ -112,3 +112,35 @@ def test_every_function_that_takes_a_problem_names_it_when_it_is_not_one():
         for not_a_problem in (None, "example1", fr.Example1):
             with pytest.raises(TypeError, match="problem must be a flatref Problem"):
                 call(not_a_problem)
+
+
+def test_bad_arguments_found_by_fuzzing_get_named_errors():
+    """Reproducers from issue 11: each raised numpy's or Python's own error before."""
+    import math
+
+    import numpy as np
+
+    import flatref as fr
+    from flatref.problems import DiagonalLinearNetwork, LinearRegression
+    from flatref.testing import small_problem
+
+    ex1 = fr.Example1()
+    with pytest.raises(ValueError, match="u and v must be vectors of one length"):
+        fr.proj_out(np.ones(2), np.ones(3))
+    with pytest.raises(TypeError, match="method must be one of"):
+        fr.limit_map(ex1, [2.0, 0.6], method=[])
+    with pytest.raises(ValueError, match="method must be one of"):
+        fr.limit_jacobian(ex1, [2.0, 0.6], method="Euler")
+    with pytest.raises(ValueError, match=r"x must have shape \(8,\)"):
+        DiagonalLinearNetwork.random(2, 4, rng=0).split(np.ones(3))
+    with pytest.raises(TypeError, match="trajectory must be a numeric array"):
+        fr.flatness_along(ex1, [["a", "b"]])
+    with pytest.raises(TypeError, match="trajectory must be real"):
+        fr.flatness_along(ex1, [[1.0 + 1j, 1.0]])
+    with pytest.raises(TypeError, match="size must be an integer"):
+        small_problem(LinearRegression, 0, "3")
+    with pytest.raises(ValueError, match="rng must be a non-negative seed"):
+        ex1.random_minimum(-1)
+    # A gate of 1e300 used to overflow (eps0**2) inside the step.
+    trajectory = fr.run(ex1, fr.RS(0.05, 0.05, 0.1, eps0=1e300), [2.0, 0.6], steps=3)
+    assert trajectory.success and trajectory.perturbed.all() and math.isfinite(trajectory.f[-1])

@@ -125,6 +125,9 @@ class DiagonalLinearNetwork(TrainingLoss):
             >>> u.tolist(), v.tolist()
             ([0.0, 1.0, 2.0], [3.0, 4.0, 5.0])
         """
+        return self._split(self._point(x))
+
+    def _split(self, x):
         D = self.n_features
         return x[:D], x[D:]
 
@@ -137,16 +140,16 @@ class DiagonalLinearNetwork(TrainingLoss):
             >>> p.weights(np.arange(6.0)).tolist(), bool(np.allclose(p.outputs(np.arange(6.0)), p.Z @ [0.0, 4.0, 10.0]))
             ([0.0, 4.0, 10.0], True)
         """
-        u, v = self.split(self._point(x))
+        u, v = self._split(self._point(x))
         return u * v
 
     # -------------------------------------------------------------- Setting 1
     def _outputs(self, x, idx=slice(None)):
-        u, v = self.split(x)
+        u, v = self._split(x)
         return self._Z[idx] @ (u * v)
 
     def _output_jacobian(self, x, idx=slice(None)):
-        u, v = self.split(x)
+        u, v = self._split(x)
         Zb = self._Z[idx]
         return np.hstack([Zb * v, Zb * u])
 
@@ -161,21 +164,21 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     # ----------------------------------------------------------- closed forms
     def _g(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         return self._Z.T @ (self._Z @ (u * v) - self._y) / self.n_samples
 
     def _f(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         r = self._Z @ (u * v) - self._y
         return (r @ r) / (2 * self.n_samples)
 
     def _grad(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         g = self._g(x)
         return np.concatenate([v * g, u * g])
 
     def _hess(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         M = np.hstack([np.diag(v), np.diag(u)])
         G = self._Z.T @ self._Z / self.n_samples
         H = M.T @ G @ M
@@ -188,7 +191,7 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     def _hess_vec(self, x, V):
         # ∇²f V = Mᵀ G (M V) + (g⊙V_v, g⊙V_u), column by column, O(nD) per column.
-        u, v = self.split(x)
+        u, v = self._split(x)
         V_u, V_v = self.split(V)
         g = self._g(x)
         if V.ndim == 2:
@@ -199,7 +202,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     def _third(self, x):
         # T = T0 + (two index permutations of T0), T0[a, b, :] = Σ_k (∂²w_k/∂a∂b) (G M)[k, :]:
         # ∂²w_k/∂u_k∂v_k = 1 is the only non-zero second derivative of w.
-        u, v = self.split(x)
+        u, v = self._split(x)
         D = self.n_features
         GM = (self._Z.T @ self._Z / self.n_samples) @ np.hstack([np.diag(v), np.diag(u)])
         T0 = np.zeros((2 * D,) * 3, dtype=GM.dtype)
@@ -209,7 +212,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         return T0 + T0.transpose(0, 2, 1) + T0.transpose(2, 0, 1)
 
     def _third_contract(self, x, a, b):
-        u, v = self.split(x)
+        u, v = self._split(x)
         a_u, a_v = self.split(a)
         b_u, b_v = self.split(b)
         cols = np.stack([a_u * b_v + a_v * b_u, v * a_u + u * a_v, v * b_u + u * b_v], axis=1)
@@ -217,11 +220,11 @@ class DiagonalLinearNetwork(TrainingLoss):
         return np.concatenate([v * h + hb * a_v + ha * b_v, u * h + hb * a_u + ha * b_u])
 
     def _trace_hess(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         return self._c @ (u * u + v * v) / self.n_samples
 
     def _grad_trace_hess(self, x):
-        u, v = self.split(x)
+        u, v = self._split(x)
         return (2.0 / self.n_samples) * np.concatenate([self._c * u, self._c * v])
 
     # ------------------------------------------------------- known exactly
@@ -316,5 +319,5 @@ class DiagonalLinearNetwork(TrainingLoss):
             >>> p.conserved(x0).round(6).tolist(), p.conserved(x).round(6).tolist()
             ([0.96, -0.75, -3.0], [0.96, -0.75, -3.0])
         """
-        u, v = self.split(self._point(x))
+        u, v = self._split(self._point(x))
         return u * u - v * v

@@ -124,7 +124,8 @@ def demo_table(escapes) -> list[str]:
     """The demo's table: per run, ``tr̄`` at the limit at the start and the end, the raw trace
     gap, the stationarity metric and Definition 3's verdict (``escapes``:
     :func:`~flatref.experiments.recipes.demo_escapes`)."""
-    header = f"{'problem':<26}{'method':<8}{'steps':>6}  {'tr̄(Φ) start → end':<20}{'trace gap':>18}{'metric':>10}   flat"
+    header = (f"{'problem':<26}{'method':<8}{'steps':>6}  {'tr̄(Φ) start → end':<20}{'trace gap':>18}"
+              f"{'metric':>10}   flat")  # fmt: skip
     lines = [header, "-" * len(header)]
     for e in escapes:
         tr_bar = f"{e.start.tr_bar_star:.4g} → {e.end.tr_bar_star:.4g}"
