@@ -192,7 +192,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     def _hess_vec(self, x, V):
         # ∇²f V = Mᵀ G (M V) + (g⊙V_v, g⊙V_u), column by column, O(nD) per column.
         u, v = self._split(x)
-        V_u, V_v = self.split(V)
+        V_u, V_v = self._split(V)
         g = self._g(x)
         if V.ndim == 2:
             u, v, g = u[:, None], v[:, None], g[:, None]
@@ -213,8 +213,8 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     def _third_contract(self, x, a, b):
         u, v = self._split(x)
-        a_u, a_v = self.split(a)
-        b_u, b_v = self.split(b)
+        a_u, a_v = self._split(a)
+        b_u, b_v = self._split(b)
         cols = np.stack([a_u * b_v + a_v * b_u, v * a_u + u * a_v, v * b_u + u * b_v], axis=1)
         h, ha, hb = (self._Z.T @ (self._Z @ cols) / self.n_samples).T  # G w″[a,b], G M a, G M b
         return np.concatenate([v * h + hb * a_v + ha * b_v, u * h + hb * a_u + ha * b_u])
