@@ -18,6 +18,13 @@ from ..theory import table1_exponents
 from .sweeps import Row
 
 
+def _example_row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS") -> Row:
+    """A :class:`Row` for the examples below: a network run at ``ε`` with ``η′ = 10ε``, ``ρ = 2√ε``,
+    first reaching the flat event at step ``flat`` and halving the trace gap at ``half``."""
+    return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
+               0, 0, "reached", 1.0, 0.5, 1.0, 0.1)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Cell:
     """The runs of one problem size, regime, method and ``ε`` for one event.
@@ -28,9 +35,7 @@ class Cell:
     regime, where ``ε`` plays no part.
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> (cell,) = cells([row(0, 0.01, 100), row(1, 0.01, None), row(2, 0.01, 300)], "flat")
         >>> cell.median, cell.low, cell.high        # two of three seeds reached: the median is finite
         (300.0, 100.0, inf)
@@ -53,9 +58,7 @@ def cells(rows: list[Row], event: str) -> list[Cell]:
     """Group ``rows`` into :class:`Cell` s for ``event`` (``"flat"`` or ``"half"``).
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(s, e, None, half=50 + s, regime="fixed") for e in (0.01, 0.005) for s in range(3)]
         >>> [(c.eps, c.median) for c in cells(rows, "flat")]    # never flat: one infinite cell per ε
         [(0.01, inf), (0.005, inf)]
@@ -94,9 +97,7 @@ class Fit:
             parameters, else ``None``.
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> f = fits([row(0, e, round(e**-3)) for e in (0.1, 0.05, 0.025)])[0]   # steps = ε⁻³ exactly
         >>> f.event, round(f.exponents["eps"][0], 9), f.table1, round(f.leading_order, 9)   # 1/(η′ρ²) = 1/(40ε²)
         ('flat', -3.0, (-3.0, 0.0), -2.0)
@@ -145,9 +146,7 @@ def fit(group: list[Cell]) -> Fit:
     """The :class:`Fit` of one group of cells (one problem, regime, method and event).
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(0, e, round(1e-3 * e**-3)) for e in (0.1, 0.05, 0.025)]   # 1, 8, 64 steps
         >>> rows += [row(0, 0.2, 0), row(0, 0.0125, None)]        # flat at the start; never flat
         >>> f = fit(cells(rows, "flat"))
@@ -189,9 +188,7 @@ def fits(rows: list[Row]) -> list[Fit]:
     """One :class:`Fit` per problem, regime, method and event.
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(0, e, round(e**-3), half=round(e**-2), method=m) for m in ("RS", "SA") for e in (0.1, 0.05)]
         >>> [(f.method, f.event, round(f.exponents["eps"][0], 9)) for f in fits(rows)]
         [('RS', 'flat', -3.0), ('RS', 'half', -2.0), ('SA', 'flat', -3.0), ('SA', 'half', -2.0)]
@@ -226,9 +223,7 @@ def speedup(rows: list[Row], problem: str = "network") -> Speedup:
     """The :class:`Speedup` of RS over SA on ``problem`` (sizes where both medians are finite).
 
     Examples:
-        >>> def row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS"):   # η′ = 10ε, ρ = 2√ε
-        ...     return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-        ...                0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(0, 0.01, None, half=100 * d if m == "RS" else 100, dim=d, regime="fixed", method=m)
         ...         for m in ("RS", "SA") for d in (16, 32, 64)]      # RS needs d times SA's steps
         >>> s = speedup(rows)
