@@ -11,7 +11,7 @@ The core (this namespace) never imports the layers above it:
 from . import problems, testing, theory
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
 from .driver import Trajectory, run
-from .errors import ConvergenceError, FlatrefError, LimitMapError, StatusError
+from .errors import ConvergenceError, FlatrefError, LimitMapError, NonFiniteError, StatusError
 from .flatness import (
     FlatnessPath,
     FlatnessReport,
@@ -52,6 +52,7 @@ __all__ = [
     "Status",
     "FlatrefError",
     "ConvergenceError",
+    "NonFiniteError",
     "StatusError",
     "LimitMapError",
     "limit_map",

@@ -58,6 +58,45 @@ def as_vector(x, dim: int, name: str = "x", *, allow_complex: bool = False) -> n
     return arr
 
 
+def bounded_norm(x: np.ndarray, name: str) -> float:
+    """``‖x‖`` as a Python float; ``ValueError`` naming ``x`` where ``‖x‖²`` overflows float64.
+
+    This is flatref's supported range for points: ``‖x‖ < 1.3e154``, the largest norm whose
+    square (the inner product every method takes) is finite.
+
+    Examples:
+        >>> import numpy as np
+        >>> bounded_norm(np.array([3.0, 4.0]), "x0")
+        5.0
+        >>> bounded_norm(np.full(2, 1e300), "x0")
+        Traceback (most recent call last):
+        ...
+        ValueError: x0 is beyond flatref's range: its norm must be below 1.3e154, got max |x_i| = 1e+300
+    """
+    with np.errstate(over="ignore"):
+        norm = float(np.linalg.norm(x))
+    if not np.isfinite(norm):
+        raise ValueError(f"{name} is beyond flatref's range: its norm must be below 1.3e154, "
+                         f"got max |x_i| = {np.max(np.abs(x)):.3g}")  # fmt: skip
+    return norm
+
+
+def require_finite(value, name: str, what: str) -> None:
+    """``ValueError`` naming ``name`` where ``what``, a quantity computed from it, overflowed float64.
+
+    Examples:
+        >>> import numpy as np
+        >>> with np.errstate(over="ignore"):
+        ...     trace = np.sum(np.full(2, 1e300) ** 2)
+        >>> require_finite(trace, "Z", "the trace ‖Z‖_F²/n")
+        Traceback (most recent call last):
+        ...
+        ValueError: Z is beyond flatref's range: computing the trace ‖Z‖_F²/n overflows float64
+    """
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} is beyond flatref's range: computing {what} overflows float64")
+
+
 def as_columns(v, dim: int, name: str = "v", *, allow_complex: bool = False) -> np.ndarray:
     """Return ``v`` as a finite array of shape ``(dim,)`` or ``(dim, k)``: one vector, or ``k`` in columns.
 
@@ -75,8 +114,8 @@ def as_columns(v, dim: int, name: str = "v", *, allow_complex: bool = False) -> 
     return arr
 
 
-def as_int(n, name: str, *, minimum: int) -> int:
-    """Return ``n`` as a Python int ``>= minimum`` (bools are rejected).
+def as_int(n, name: str, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``n`` as a Python int in ``[minimum, maximum]`` (bools are rejected).
 
     Examples:
         >>> import numpy as np
@@ -91,6 +130,8 @@ def as_int(n, name: str, *, minimum: int) -> int:
         raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {n}")
     return int(n)
 
 
@@ -125,6 +166,23 @@ def as_nonnegative(value, name: str) -> float:
     value = _as_real(value, name)
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be non-negative and finite, got {value}")
+    return value
+
+
+def as_gate(value, name: str) -> float:
+    """Return a gate ``ε0`` as a float ``> 0``; ``inf`` (the gate that is always open) is allowed.
+
+    Examples:
+        >>> as_gate(float("inf"), "eps0"), as_gate(1, "eps0")
+        (inf, 1.0)
+        >>> as_gate(float("nan"), "eps0")
+        Traceback (most recent call last):
+        ...
+        ValueError: eps0 must be positive (inf allowed), got nan
+    """
+    value = _as_real(value, name)
+    if not value > 0:
+        raise ValueError(f"{name} must be positive (inf allowed), got {value}")
     return value
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_nonnegative, as_positive
+from ._validation import as_gate, as_int, as_nonnegative, as_positive
 from .geometry import proj_out
 from .problems import Problem, TrainingLoss
 
@@ -173,7 +173,7 @@ class RS(StepRule):
     def __post_init__(self):
         _positive(self, "eta", "eta_prime")
         object.__setattr__(self, "rho", as_nonnegative(self.rho, "rho"))
-        object.__setattr__(self, "eps0", _gate(self.eps0))
+        object.__setattr__(self, "eps0", as_gate(self.eps0, "eps0"))
 
     def draw(self, problem, rng, count):
         u = rng.standard_normal((count, problem.dim))
@@ -235,7 +235,7 @@ class SA(StepRule):
     def __post_init__(self):
         _positive(self, "eta", "eta_prime", "xi")
         object.__setattr__(self, "rho", as_nonnegative(self.rho, "rho"))
-        object.__setattr__(self, "eps0", _gate(self.eps0))
+        object.__setattr__(self, "eps0", as_gate(self.eps0, "eps0"))
         object.__setattr__(self, "batch_size", as_int(self.batch_size, "batch_size", minimum=1))
 
     def check(self, problem):
@@ -367,12 +367,6 @@ class LabelNoiseSGD(StepRule):
         labels = problem.y[batch] + self.sigma * xi
         step = problem.unchecked.sample_grad(x, batch, labels)
         return Step(x - self.eta * step, True, self.batch_size / problem.n_samples)
-
-
-def _gate(eps0) -> float:
-    if eps0 == math.inf:
-        return math.inf
-    return as_positive(eps0, "eps0")
 
 
 def _unit(rng, d):

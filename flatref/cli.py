@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
-from .driver import run
+from .driver import MAX_STEPS, run
 from .experiments.parallel import dask_backend
 from .experiments.recipes import demo_escapes
 from .experiments.registry import CHECKS, RUN_CHOICES, make
@@ -126,11 +126,6 @@ def check(args) -> int:
 
 
 # ------------------------------------------------------------ argument types
-#: The largest step count the command line takes: far beyond any run that finishes (10⁹ steps
-#: are hours), and small enough for every array the driver allocates per step.
-MAX_STEPS = 10**9
-
-
 def _count(minimum: int, maximum: int | None = None):
     """An argparse type: an integer in ``[minimum, maximum]``."""
 

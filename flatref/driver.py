@@ -13,11 +13,15 @@ from typing import Callable
 
 import numpy as np
 
-from ._validation import as_int, as_positive, as_vector, check_problem, make_rng
+from ._validation import as_int, as_positive, as_vector, bounded_norm, check_problem, make_rng
 from .algorithms import METHODS, StepRule
 from .errors import StatusError
 from .problems import Problem
 from .status import Status, describe
+
+#: The most steps a run takes: far beyond any run that finishes (a step costs microseconds at
+#: least), and small enough that every per-step array and random index fits numpy's int64.
+MAX_STEPS = 10**9
 
 #: Random draws are made for this many steps at a time: one call per block keeps the per-step
 #: overhead small. It fixes how the stream is consumed, so changing it changes every run's bits.
@@ -82,7 +86,7 @@ def run(
         problem: the loss.
         method: a step rule, e.g. ``RS(eta=0.1, eta_prime=0.05, rho=0.1)``.
         x0: the starting point.
-        steps: the number of steps ``T``.
+        steps: the number of steps ``T``, at most :data:`MAX_STEPS`.
         rng: ``None``, a seed or a ``numpy.random.Generator``; the same seed gives the same bits.
         record_every: record every ``k``-th iterate (the first and last always); each
             record costs one evaluation of ``f``.
@@ -107,9 +111,9 @@ def run(
     """
     _check_method(method, problem)
     x = as_vector(x0, problem.dim, "x0").copy()
-    steps = as_int(steps, "steps", minimum=1)
+    steps = as_int(steps, "steps", minimum=1, maximum=MAX_STEPS)
     record_every = as_int(record_every, "record_every", minimum=1)
-    max_norm = as_positive(blowup, "blowup") * (1 + np.linalg.norm(x))
+    max_norm = as_positive(blowup, "blowup") * (1.0 + bounded_norm(x, "x0"))
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     loop = _Loop(problem, method, x, steps, record_every, max_norm, make_rng(rng))
@@ -135,7 +139,8 @@ class _Loop:
         self.hat_index = int(rng.integers(1, steps + 1))
         self.fallback_rng = rng.spawn(1)[0]
         self.x, self.g = x, problem.grad(x)
-        self.record = _Recorder(problem.unchecked.f, x, self.g)
+        self.record = _Recorder(problem.f, x, self.g)  # checked once: f(x0) beyond float64 raises
+        self.record.f_of = problem.unchecked.f
         self.perturbed = np.zeros(steps, dtype=bool)
         self.evals, self.x_hat = 1.0, None
 
@@ -152,26 +157,30 @@ class _Loop:
         return self.result(status, detail, taken)
 
     def step(self, t) -> bool:
-        """Step ``t → t + 1``; False (and no move) if the new iterate blows up."""
+        """Step ``t → t + 1``; False (and no move) if the new iterate, its gradient or its record is not finite."""
         if t % _BLOCK == 0:
             self.block = self.method.draw(self.problem, self.rng, min(_BLOCK, self.steps - t))
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence
-            noise = tuple(a[t % _BLOCK] for a in self.block)
+        noise = tuple(a[t % _BLOCK] for a in self.block)
+        recorded = (t + 1) % self.record_every == 0 or t + 1 == self.steps
+        with np.errstate(all="ignore"):  # overflow is reported as divergence
             s = self.method.step(self.problem, self.x, self.g, noise, self.fallback_rng)
-        if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= self.max_norm):
-            return False
-        self.x, self.perturbed[t] = s.x, s.perturbed
-        self.g = self.problem.unchecked.grad(self.x)
+            if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= self.max_norm):
+                return False
+            g = self.problem.unchecked.grad(s.x)
+            if not (np.all(np.isfinite(g)) and (not recorded or self.record.accepts(s.x, g))):
+                return False
+        self.x, self.g, self.perturbed[t] = s.x, g, s.perturbed
         self.evals += 1.0 + s.grad_evals
         if t + 1 == self.hat_index:
             self.x_hat = self.x.copy()
-        if (t + 1) % self.record_every == 0 or t + 1 == self.steps:
-            self.record(t + 1, self.x, self.g)
+        if recorded:
+            self.record.commit(t + 1)
         return True
 
     def result(self, status, detail, taken) -> Trajectory:
         if self.record.steps[-1] != taken:
-            self.record(taken, self.x, self.g)
+            self.record.accepts(self.x, self.g)
+            self.record.commit(taken)
         return Trajectory(
             method=self.method, status=status, message=describe(status, detail), steps=taken,
             record_steps=np.array(self.record.steps), xs=np.array(self.record.xs), f=np.array(self.record.f),
@@ -181,13 +190,22 @@ class _Loop:
 
 
 class _Recorder:
+    """The recorded steps, iterates, values and gradient norms; a record is checked, then committed."""
+
     def __init__(self, f, x, g):
         self.f_of = f
         self.steps, self.xs, self.f, self.grad_norm = [], [], [], []
-        self(0, x, g)
+        self.accepts(x, g)
+        self.commit(0)
 
-    def __call__(self, t, x, g):
+    def accepts(self, x, g) -> bool:
+        """Evaluate the record at ``x``; False if ``f(x)`` or ``‖g‖`` is not finite."""
+        self.pending = (x.copy(), float(self.f_of(x)), float(np.linalg.norm(g)))
+        return np.isfinite(self.pending[1]) and np.isfinite(self.pending[2])
+
+    def commit(self, t) -> None:
+        x, f, grad_norm = self.pending
         self.steps.append(t)
-        self.xs.append(x.copy())
-        self.f.append(float(self.f_of(x)))
-        self.grad_norm.append(float(np.linalg.norm(g)))
+        self.xs.append(x)
+        self.f.append(f)
+        self.grad_norm.append(grad_norm)

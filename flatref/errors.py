@@ -13,9 +13,9 @@ class FlatrefError(Exception):
     Bad input is not one of them: it raises the built-in ``ValueError``/``TypeError``.
 
     Examples:
-        >>> from flatref.errors import ConvergenceError, LimitMapError, StatusError
-        >>> [issubclass(e, FlatrefError) for e in (ConvergenceError, StatusError, LimitMapError)]
-        [True, True, True]
+        >>> from flatref.errors import ConvergenceError, LimitMapError, NonFiniteError, StatusError
+        >>> [issubclass(e, FlatrefError) for e in (ConvergenceError, NonFiniteError, StatusError, LimitMapError)]
+        [True, True, True, True]
         >>> issubclass(ValueError, FlatrefError)
         False
     """
@@ -31,6 +31,24 @@ class ConvergenceError(FlatrefError):
         ... except ConvergenceError as err:
         ...     print(type(err).__name__, isinstance(err, FlatrefError))
         ConvergenceError True
+    """
+
+
+class NonFiniteError(FlatrefError):
+    """A computation at a finite input gave ``inf`` or NaN: the input is beyond float64's range there.
+
+    flatref's problems support every finite point whose derivatives are finite in float64;
+    how far that reaches depends on the family (a degree-4 loss overflows near
+    ``|x| ≈ 1e77``, Example 1's Hessian at ``x1 ≈ 1e154``). A problem's public methods
+    check their results and raise this error rather than return ``inf`` or NaN.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> try:                                   # a minimum (x1 x2 = 1) whose Hessian holds x1² = 2^1200
+        ...     Example1().hess([2.0**600, 2.0**-600])
+        ... except NonFiniteError as err:
+        ...     print(str(err)[:48])
+        Example1.hess is not finite at this x (max |x_i|
     """
 
 

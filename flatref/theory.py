@@ -6,18 +6,44 @@ Constants that the theorems leave free are arguments.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_nonnegative, as_positive, as_vector, check_problem
+from ._validation import as_gate, as_int, as_nonnegative, as_positive, as_vector, check_problem
+from .errors import NonFiniteError
 from .flatness import grad_tr_bar
 from .flow import limit_jacobian
 from .geometry import proj_out, project_tangent
 from .problems import Problem
 
 
+#: The largest dimension the formulas take: ``d³`` is formed in float64, exact up to ``2⁵³``.
+MAX_DIM = 2**53
+
+
+def _in_range(function):
+    """Run a prediction with float64 overflow silenced, and raise NonFiniteError if its value is not finite.
+
+    The arguments are checked finite at the door; a prediction that still overflows (``ρ = 1e300``)
+    has arguments beyond what float64 can represent for it.
+    """
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            value = function(*args, **kwargs)
+            finite = np.all(np.isfinite(value))
+        if not finite:
+            raise NonFiniteError(f"{function.__name__} overflows float64: its arguments are beyond its range")
+        return value
+
+    return checked
+
+
+@_in_range
 def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
     """``E v_RS = (ρ²/2) Proj⊥_{∇f(x)} ∇tr̄(x) + O(ρ⁴)`` for Algorithm 1's perturbation (eqs. (10), (16)).
 
@@ -36,9 +62,10 @@ def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
     check_problem(problem)
     x = as_vector(x, problem.dim)
     rho = as_nonnegative(rho, "rho")
-    return 0.5 * rho**2 * proj_out(problem.grad(x), grad_tr_bar(problem, x))
+    return 0.5 * rho * rho * proj_out(problem.grad(x), grad_tr_bar(problem, x))
 
 
+@_in_range
 def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
     """The tangent part of ``E v_SA`` at a minimum: ``(ρ²/2) ∂Φ(x*) ∇tr∇²f(x*) + O(ρ⁴)`` (Lemma 4; docs/theory.md §4).
 
@@ -60,9 +87,10 @@ def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
     """
     check_problem(problem)
     rho = as_nonnegative(rho, "rho")
-    return 0.5 * rho**2 * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
+    return 0.5 * rho * rho * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
 
 
+@_in_range
 def lemma1_bound(problem: Problem, x, eta: float, eta_prime: float, v, beta: float) -> float:
     """Lemma 1 (eq. (11)): for ``η ≤ 1/β`` and ``v ⊥ ∇f(x)``,
     ``f(x − η∇f(x) − η′v) ≤ f(x) − (η/2)‖∇f(x)‖² + (β/2) η′² ‖v‖²``; returns the right-hand side.
@@ -83,9 +111,10 @@ def lemma1_bound(problem: Problem, x, eta: float, eta_prime: float, v, beta: flo
     v = as_vector(v, problem.dim, "v")
     eta, eta_prime, beta = as_positive(eta, "eta"), as_nonnegative(eta_prime, "eta_prime"), as_positive(beta, "beta")
     g = problem.grad(x)
-    return float(problem.f(x) - 0.5 * eta * (g @ g) + 0.5 * beta * eta_prime**2 * (v @ v))
+    return float(problem.f(x) - 0.5 * eta * (g @ g) + 0.5 * beta * eta_prime * eta_prime * (v @ v))
 
 
+@_in_range
 def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **limit_options) -> float:
     """Lemma 2 to leading order (eq. (21)): ``E[tr̄(Φ(x_{t+1}))] − tr̄(Φ(x_t)) ≈ −(η′ρ²/2) ‖∂Φ(x_t) ∇tr̄(x_t)‖²``.
 
@@ -104,7 +133,8 @@ def lemma2_trace_change(problem: Problem, x, eta_prime: float, rho: float, **lim
     check_problem(problem)
     eta_prime, rho = as_nonnegative(eta_prime, "eta_prime"), as_nonnegative(rho, "rho")
     direction = limit_jacobian(problem, x, grad_tr_bar(problem, x), **limit_options)
-    return float(-0.5 * eta_prime * rho**2 * (direction @ direction))
+    return float(-0.5 * eta_prime * rho * rho * (direction @ direction))
+
 
 
 @dataclass(frozen=True)
@@ -179,20 +209,23 @@ def sa_schedule(
         >>> round(s.rho, 12) == round(0.5 * math.sqrt(0.08), 12), s.steps
         (True, 1000000)
     """
-    eps, d = as_positive(eps, "eps"), as_int(dim, "dim", minimum=1)
-    return _schedule("SA", beta, eps, delta, d, min(1.0, math.sqrt(d**3 * eps)), eps0, c_eta_prime, c_rho, c_steps)
+    eps, d = as_positive(eps, "eps"), as_int(dim, "dim", minimum=1, maximum=MAX_DIM)
+    return _schedule("SA", beta, eps, delta, d, min(1.0, math.sqrt(float(d) ** 3 * eps)), eps0, c_eta_prime, c_rho,
+                     c_steps)  # fmt: skip
 
 
 def _schedule(method, beta, eps, delta, dim, rho_unit, eps0, c_eta_prime, c_rho, c_steps) -> Schedule:
     """``η = 1/β``, ``η′ = c·δε``, ``ρ = c·δ·rho_unit`` and ``T = c·`` Table 1's bound for ``method``."""
-    beta, delta = as_positive(beta, "beta"), as_positive(delta, "delta")
-    bound = table1_iterations(eps, delta, dim)[method]
+    beta, delta = as_positive(beta, "beta"), _as_probability(delta)
+    steps = as_positive(c_steps, "c_steps") * table1_iterations(eps, delta, dim)[method]
+    if not math.isfinite(steps):
+        raise ValueError(f"c_steps = {c_steps:g} times Table 1's bound is beyond float64's range")
     return Schedule(
         eta=1.0 / beta,
         eta_prime=as_positive(c_eta_prime, "c_eta_prime") * delta * eps,
         rho=as_positive(c_rho, "c_rho") * delta * rho_unit,
-        eps0=eps0,
-        steps=max(1, math.ceil(as_positive(c_steps, "c_steps") * bound)),
+        eps0=as_gate(eps0, "eps0"),
+        steps=max(1, math.ceil(steps)),
     )
 
 
@@ -209,12 +242,21 @@ def table1_iterations(eps: float, delta: float, dim: int) -> dict[str, float]:
         >>> round(table1_iterations(0.01, 0.5, 10)["RS"] / table1_iterations(0.01, 1, 10)["RS"], 12)   # δ⁻⁴
         16.0
     """
-    eps, delta = as_positive(eps, "eps"), as_positive(delta, "delta")
-    d = as_int(dim, "dim", minimum=1)
-    return {
-        "RS": eps**-3 * delta**-4,
-        "SA": eps**-2 * max(1.0, 1.0 / (d**3 * eps)) * delta**-4 / d,
-    }
+    eps, delta = np.float64(as_positive(eps, "eps")), np.float64(_as_probability(delta))
+    d = np.float64(as_int(dim, "dim", minimum=1, maximum=MAX_DIM))
+    with np.errstate(over="ignore"):
+        bounds = {"RS": eps**-3 * delta**-4, "SA": eps**-2 * max(1.0, 1.0 / (d * d * d * eps)) * delta**-4 / d}
+    if not all(np.isfinite(b) for b in bounds.values()):
+        raise ValueError(f"eps = {eps:g} and delta = {delta:g} give an iteration bound beyond float64's range")
+    return {method: float(bound) for method, bound in bounds.items()}
+
+
+def _as_probability(delta) -> float:
+    """The failure probability ``δ ∈ (0, 1]`` of Theorems 1 and 2."""
+    delta = as_positive(delta, "delta")
+    if delta > 1:
+        raise ValueError(f"delta must be a probability in (0, 1], got {delta}")
+    return delta
 
 
 def table1_exponents(method: str, eps: float, dim: int) -> tuple[float, float]:
@@ -232,7 +274,7 @@ def table1_exponents(method: str, eps: float, dim: int) -> tuple[float, float]:
         (-2.0, -1.0)
     """
     eps = as_positive(eps, "eps")
-    d = as_int(dim, "dim", minimum=1)
+    d = as_int(dim, "dim", minimum=1, maximum=MAX_DIM)
     if method == "RS":
         return (-3.0, 0.0)
     if method == "SA":

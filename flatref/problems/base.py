@@ -33,7 +33,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .._validation import as_array, as_columns, as_int, as_positive, as_vector, frozen_copy
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, NonFiniteError
 
 
 #: The largest ``d`` for which a dense ``O(d³)`` eigendecomposition of ``∇²f`` is used: at
@@ -85,7 +85,7 @@ class Problem(abc.ABC):
             >>> float(Example1().f([2.0, 1.0])), float(Example1().f([3.0, 1 / 3]))  # (x1 x2 − 1)²
             (1.0, 0.0)
         """
-        return self._f(self._point(x))
+        return self._evaluate(self._f, self._point(x))
 
     def grad(self, x) -> np.ndarray:
         """The gradient ``∇f(x)``, shape ``(d,)``.
@@ -97,7 +97,7 @@ class Problem(abc.ABC):
             >>> p.grad(x).tolist(), round(float(p.f(x + 1e-20j * v).imag / 1e-20), 12)  # 2s(x2, x1); ∇f·v
             ([2.0, 4.0], 4.4)
         """
-        return self._grad(self._point(x))
+        return self._evaluate(self._grad, self._point(x))
 
     def hess(self, x) -> np.ndarray:
         """The Hessian ``∇²f(x)``, shape ``(d, d)``.
@@ -110,7 +110,7 @@ class Problem(abc.ABC):
             >>> bool(np.allclose(p.hess(x) @ v, p.grad(x + 1e-20j * v).imag / 1e-20))  # complex step of ∇f
             True
         """
-        return self._hess(self._point(x))
+        return self._evaluate(self._hess, self._point(x))
 
     def hess_vec(self, x, v) -> np.ndarray:
         """The Hessian-vector product ``∇²f(x) v`` for ``v`` of shape ``(d,)`` or ``(d, k)``.
@@ -126,7 +126,7 @@ class Problem(abc.ABC):
             (True, (8,))
         """
         x = self._point(x)
-        return self._hess_vec(x, as_columns(v, self.dim, allow_complex=True))
+        return self._evaluate(self._hess_vec, x, as_columns(v, self.dim, allow_complex=True))
 
     def third(self, x) -> np.ndarray:
         """The third-derivative tensor ``T[k, i, j] = ∂³f/∂x_k∂x_i∂x_j``, shape ``(d, d, d)``.
@@ -140,7 +140,7 @@ class Problem(abc.ABC):
             >>> [float(T[0, 0, 0]), float(T[0, 0, 1]), float(T[1, 0, 1]), float(T[1, 1, 1])]
             [0.0, 4.0, 8.0, 0.0]
         """
-        return self._third(self._point(x))
+        return self._evaluate(self._third, self._point(x))
 
     def third_contract(self, x, u, v) -> np.ndarray:
         """The contraction ``∇³f(x)[u, v]_k = Σ_ij T[k, i, j] u_i v_j``, shape ``(d,)``.
@@ -156,7 +156,7 @@ class Problem(abc.ABC):
         x = self._point(x)
         u = as_vector(u, self.dim, "u", allow_complex=True)
         v = as_vector(v, self.dim, "v", allow_complex=True)
-        return self._third_contract(x, u, v)
+        return self._evaluate(self._third_contract, x, u, v)
 
     def trace_hess(self, x):
         """The trace of the Hessian ``tr ∇²f(x)`` (``d`` times ``tr̄``, eq. (1)).
@@ -166,7 +166,7 @@ class Problem(abc.ABC):
             >>> round(float(Example1().trace_hess([3.0, 1 / 3])), 6), round(2 * (9 + 1 / 9), 6)  # 2(x1² + x2²)
             (18.222222, 18.222222)
         """
-        return self._trace_hess(self._point(x))
+        return self._evaluate(self._trace_hess, self._point(x))
 
     def grad_trace_hess(self, x) -> np.ndarray:
         """The gradient of the trace, ``∇ tr∇²f(x)_k = Σ_i ∂³f/∂x_k∂x_i∂x_i``.
@@ -179,10 +179,24 @@ class Problem(abc.ABC):
             >>> bool(np.isclose(p.grad_trace_hess(x) @ v, p.trace_hess(x + 1e-20j * v).imag / 1e-20))  # complex step
             True
         """
-        return self._grad_trace_hess(self._point(x))
+        return self._evaluate(self._grad_trace_hess, self._point(x))
 
     def _point(self, x) -> np.ndarray:
         return as_vector(x, self.dim, "x", allow_complex=True)
+
+    def _evaluate(self, method, x, *args):
+        """``method(x, *args)``, raising :class:`~flatref.errors.NonFiniteError` where it is not finite.
+
+        The point was checked finite, so ``inf`` or NaN means float64 overflowed inside the
+        closed form: the point is beyond the range this problem supports (docs/theory.md §1).
+        """
+        with np.errstate(all="ignore"):
+            value = method(x, *args)
+        if not np.all(np.isfinite(value)):
+            name = method.__name__.lstrip("_")
+            raise NonFiniteError(f"{type(self).__name__}.{name} is not finite at this x (max |x_i| = "
+                                 f"{np.max(np.abs(x)):.3g}): beyond the range of float64 for this problem")  # fmt: skip
+        return value
 
     @functools.cached_property
     def unchecked(self) -> "Unchecked":
@@ -220,7 +234,7 @@ class Problem(abc.ABC):
         """
         x_star = as_vector(x_star, self.dim, "x_star")
         rtol = as_positive(rtol, "rtol")
-        lam, Q = np.linalg.eigh(self._hess(x_star))
+        lam, Q = np.linalg.eigh(self._evaluate(self._hess, x_star))
         return Q[:, lam > rtol * max(lam[-1], 0.0)] if lam[-1] > 0 else np.zeros((self.dim, 0))
 
     #: True when a point returned by :meth:`project_to_minima` is certainly a (global) minimum.
@@ -528,8 +542,8 @@ class TrainingLoss(Problem):
             >>> Example1().outputs([2.0, 3.0]).tolist(), bool(np.allclose(p.outputs(w, [2, 0]), p.Z[[2, 0]] @ w))
             ([6.0], True)
         """
-        x = self._point(x)
-        return self._outputs(x) if idx is None else self._outputs(x, self._indices(idx))
+        x, args = self._point(x), () if idx is None else (self._indices(idx),)
+        return self._evaluate(self._outputs, x, *args)
 
     def output_jacobian(self, x, idx=None) -> np.ndarray:
         """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``).
@@ -541,8 +555,8 @@ class TrainingLoss(Problem):
             >>> Example1().output_jacobian([2.0, 3.0]).tolist(), bool(np.array_equal(p.output_jacobian(p.Z[0]), p.Z))
             ([[3.0, 2.0]], True)
         """
-        x = self._point(x)
-        return self._output_jacobian(x) if idx is None else self._output_jacobian(x, self._indices(idx))
+        x, args = self._point(x), () if idx is None else (self._indices(idx),)
+        return self._evaluate(self._output_jacobian, x, *args)
 
     def sample_grad(self, x, idx, labels=None) -> np.ndarray:
         """The mean gradient ``(1/|B|) Σ_{i∈B} ∇_x ℓ(p_i(x), y_i)`` over the sample indices ``B = idx``.
@@ -563,7 +577,7 @@ class TrainingLoss(Problem):
         """
         idx = self._indices(idx)
         labels = None if labels is None else as_vector(labels, idx.size, "labels")
-        return self._sample_grad(self._point(x), idx, labels)
+        return self._evaluate(self._sample_grad, self._point(x), idx, labels)
 
     def _sample_grad(self, x, idx, labels=None):
         y = self._y[idx] if labels is None else labels
@@ -664,7 +678,7 @@ class TrainingLoss(Problem):
         """
         x_star = as_vector(x_star, self.dim, "x_star")
         rtol = as_positive(rtol, "rtol")
-        _, s, Vt = np.linalg.svd(self._output_jacobian(x_star), full_matrices=False)
+        _, s, Vt = np.linalg.svd(self._evaluate(self._output_jacobian, x_star), full_matrices=False)
         return Vt[s > rtol * s[0]].T if s.size and s[0] > 0 else np.zeros((self.dim, 0))
 
     def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linprog
 
-from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng
+from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng, require_finite
 from ..errors import ConvergenceError
 from .base import TrainingLoss
 from .linear_regression import check_design
@@ -57,7 +57,9 @@ class DiagonalLinearNetwork(TrainingLoss):
         n, D = Z.shape
         super().__init__(2 * D, y)
         self._Z = frozen_copy(Z)
-        self._c = frozen_copy(np.sum(Z * Z, axis=0))
+        with np.errstate(all="ignore"):
+            self._c = frozen_copy(np.sum(Z * Z, axis=0))
+        require_finite(self._c, "Z", "the column norms Σ_i z_ij²")
         self._flattest = {}  # the weighted-l1 solution, computed on first request
         self.ground_truth = None
         if ground_truth is not None:

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .._validation import as_array, as_int, frozen_copy, make_rng
+from .._validation import as_array, as_int, frozen_copy, make_rng, require_finite
 from .base import TrainingLoss
 
 
@@ -60,7 +60,9 @@ class LinearRegression(TrainingLoss):
         Z, y = check_design(Z, y)
         super().__init__(Z.shape[1], y)
         self._Z = frozen_copy(Z)
-        self._trace = np.sum(Z * Z) / self.n_samples
+        with np.errstate(all="ignore"):
+            self._trace = np.sum(Z * Z) / self.n_samples
+        require_finite(self._trace, "Z", "the trace ‖Z‖_F²/n")
 
     @classmethod
     def random(cls, n_samples: int, dim: int, rng=0) -> "LinearRegression":

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng
+from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng, require_finite
 from .base import TrainingLoss
 
 
@@ -69,12 +69,15 @@ class MatrixSensing(TrainingLoss):
         self._A_flat = self._A.reshape(m, n * n)
         self.M_star = None if M_star is None else frozen_copy(self._check_truth(M_star))
         # Precomputed for the trace: tr∇²f = ⟨K, UUᵀ⟩ + trace_offset.
-        t = np.trace(self._A, axis1=1, axis2=2)
-        stacked = self._A.reshape(m * n, n)
-        Q = stacked.T @ stacked  # Σ_i A_iᵀA_i = Σ_i A_i², one matrix product
-        T = (t @ self._A_flat).reshape(n, n)
-        self._K = frozen_copy((4 * Q + 2 * r * T) / m)
-        self._trace_offset = -2.0 * r * (self._y @ t) / m
+        with np.errstate(all="ignore"):
+            t = np.trace(self._A, axis1=1, axis2=2)
+            stacked = self._A.reshape(m * n, n)
+            Q = stacked.T @ stacked  # Σ_i A_iᵀA_i = Σ_i A_i², one matrix product
+            T = (t @ self._A_flat).reshape(n, n)
+            self._K = frozen_copy((4 * Q + 2 * r * T) / m)
+            self._trace_offset = -2.0 * r * (self._y @ t) / m
+        require_finite(self._K, "A", "the trace's coefficient Σ_i A_i²")
+        require_finite(self._trace_offset, "y", "the trace's offset Σ_i y_i tr A_i")
 
     def _check_truth(self, M_star) -> np.ndarray:
         M = as_array(M_star, "M_star", ndim=2)
