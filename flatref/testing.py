@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_int, as_positive, as_vector, check_problem, make_rng
+from ._validation import as_int, as_positive, as_vector, bounded_norm, check_problem, make_rng
+from .errors import NonFiniteError
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, Problem
 
 _EPS = np.finfo(float).eps
@@ -146,6 +147,21 @@ def _taylor_slopes(problem, x, v, f0, g, H, hs):
     return [_fit_slope(hs, remainders[:, k], noise[:, k]) for k in range(3)]
 
 
+def _difference_errors(problem, x, v, w, h, g, H, tr, g_tr) -> list[float]:
+    """Relative central-difference errors of ``∇f·v``, ``∇²f v``, ``∇³f[v, w]`` and ``∇tr∇²f·v`` at ``x``."""
+
+    def central(fun):
+        return (fun(x + h * v) - fun(x - h * v)) / (2 * h)
+
+    Tvv, Tvw = problem.third_contract(x, v, v), problem.third_contract(x, v, w)
+    return [
+        _rel(central(problem.f) - g @ v, g @ v, v @ H @ v),
+        _rel(central(problem.grad) - H @ v, H @ v, Tvv),
+        _rel(central(lambda z: problem.hess(z) @ w) - Tvw, Tvw, H @ w),
+        _rel(central(problem.trace_hess) - g_tr @ v, g_tr @ v, tr),
+    ]
+
+
 def check_derivatives(
     problem: Problem,
     x=None,
@@ -193,36 +209,25 @@ def check_derivatives(
         as_positive(value, name) for value, name in ((h_max, "h_max"), (fd_tol, "fd_tol"), (slope_tol, "slope_tol"))
     )
 
-    hs = h_max * 0.5 ** np.arange(40)
-    h = _EPS ** (1 / 3) * max(1.0, np.linalg.norm(x))
-
-    def central(fun, v):
-        return (fun(x + h * v) - fun(x - h * v)) / (2 * h)
-
-    f0, g, H = problem.f(x), problem.grad(x), problem.hess(x)
-    tr, g_tr = problem.trace_hess(x), problem.grad_trace_hess(x)
-    slopes = []
-    fd = np.zeros(3)
-    grad_trace_error = 0.0
-    for _ in range(n_directions):
-        v, w = (d / np.linalg.norm(d) for d in rng.standard_normal((2, problem.dim)))
-        slopes.append(_taylor_slopes(problem, x, v, f0, g, H, hs))
-        Tvv, Tvw = problem.third_contract(x, v, v), problem.third_contract(x, v, w)
-        errors = [
-            _rel(central(problem.f, v) - g @ v, g @ v, v @ H @ v),
-            _rel(central(problem.grad, v) - H @ v, H @ v, Tvv),
-            _rel(central(lambda z: problem.hess(z) @ w, v) - Tvw, Tvw, H @ w),
-        ]
-        fd = np.maximum(fd, errors)
-        grad_trace_error = max(grad_trace_error, _rel(central(problem.trace_hess, v) - g_tr @ v, g_tr @ v, tr))
-
-    orders = []
-    for k in (1, 2, 3):
-        measured = [s[k - 1] for s in slopes if s[k - 1] is not None]
-        slope = min(measured) if measured else None
-        ok = (slope is None or slope > k + 1 - slope_tol) and fd[k - 1] <= fd_tol
-        orders.append(OrderCheck(k, k + 1, slope, float(fd[k - 1]), ok))
-    trace_error = _rel(tr - np.trace(H), tr)
+    h = _EPS ** (1 / 3) * max(1.0, bounded_norm(x, "x"))
+    with np.errstate(all="ignore"):  # overflow inside the differences is reported below, not warned
+        f0, g, H = problem.f(x), problem.grad(x), problem.hess(x)
+        tr, g_tr = problem.trace_hess(x), problem.grad_trace_hess(x)
+        slopes, fd, grad_trace_error = [], np.zeros(3), 0.0
+        for _ in range(n_directions):
+            v, w = (d / np.linalg.norm(d) for d in rng.standard_normal((2, problem.dim)))
+            slopes.append(_taylor_slopes(problem, x, v, f0, g, H, h_max * 0.5 ** np.arange(40)))
+            errors = _difference_errors(problem, x, v, w, h, g, H, tr, g_tr)
+            fd, grad_trace_error = np.maximum(fd, errors[:3]), max(grad_trace_error, errors[3])
+        orders = []
+        for k in (1, 2, 3):
+            measured = [s[k - 1] for s in slopes if s[k - 1] is not None]
+            slope = min(measured) if measured else None
+            ok = (slope is None or slope > k + 1 - slope_tol) and fd[k - 1] <= fd_tol
+            orders.append(OrderCheck(k, k + 1, slope, float(fd[k - 1]), ok))
+        trace_error = _rel(tr - np.trace(H), tr)
+    if not np.all(np.isfinite([*fd, trace_error, grad_trace_error])):
+        raise NonFiniteError("check_derivatives overflows float64 at this x: the differences are beyond its range")
     passed = all(o.passed for o in orders) and trace_error <= fd_tol and grad_trace_error <= fd_tol
     return DerivativeCheck(repr(problem), tuple(orders), trace_error, grad_trace_error, fd_tol, passed)
 
