@@ -34,16 +34,40 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import OdeSolver, solve_ivp
 
-from ._validation import as_columns, as_int, as_positive, as_vector, check_problem
-from .errors import ConvergenceError, LimitMapError
+from ._validation import as_columns, as_int, as_positive, as_vector, bounded_norm, check_problem
+from .errors import ConvergenceError, LimitMapError, NonFiniteError
 from .geometry import project_tangent
 from .problems import Problem
+from .problems.base import DENSE_MAX_DIM
 from .spectrum import extreme_eigenvalues
 from .status import Status, describe
 
 #: solve_ivp's methods; the implicit ones get the exact Jacobian ``−∇²f``.
 _METHODS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 _IMPLICIT = ("Radau", "BDF", "LSODA")
+
+#: solve_ivp warns and clips below ``100 ε_mach``; flatref refuses such an ``rtol`` instead.
+_MIN_RTOL = 100 * np.finfo(float).eps
+
+#: Along a flow with ``‖∇f(x(t))‖ ∝ t^(−α)`` the path length ``∫‖ẋ‖dt`` is finite only for ``α > 1``.
+#: Degenerate minima give ``α = (2k−1)/(2k−2)`` (``f = x^{2k}``: 1.5 for ``x⁴``, 1.056 for ``x²⁰``);
+#: a flow running off to infinity gives ``α ≤ 1`` (``e^{−x}``: 1; ``1/x``: 2/3; ``e^{−x²}``: ``1 + 1/(2 log t)``,
+#: 1.03 at ``t = 1e8``). Below this bound the flow has no minimum (docs/theory.md §6).
+_FINITE_LENGTH = 1.05
+
+
+def _rtol(rtol) -> float:
+    rtol = as_positive(rtol, "rtol")
+    if rtol < _MIN_RTOL:
+        raise ValueError(f"rtol must be at least {_MIN_RTOL:.2g} (100 machine epsilons, solve_ivp's floor), got {rtol}")
+    return rtol
+
+
+def _stiff_method(method):
+    """``method`` if it is one of solve_ivp's implicit methods, or ``None``."""
+    if method is not None and method not in _IMPLICIT:
+        raise ValueError(f"stiff_method must be one of {_IMPLICIT} or None, got {method!r}")
+    return method
 
 
 def _ivp_method(method):
@@ -145,6 +169,7 @@ def limit_map(
     rtol: float = 1e-9,
     atol: float = 1e-12,
     method: str = "DOP853",
+    stiff_method: str | None = "BDF",
     finish: bool = True,
     finish_radius: float = 1e-5,
     finish_max_iter: int = 8,
@@ -170,6 +195,13 @@ def limit_map(
             held above ``gtol`` by its own step-size control (seen at ``rtol = 1e-8``).
         method: any solve_ivp method; implicit ones (``Radau``, ``BDF``, ``LSODA``)
             get the exact Jacobian ``−∇²f``.
+        stiff_method: the implicit method a stage switches to, from its last accepted step,
+            when an explicit ``method`` blows up, fails or stalls: the signs of a stiff flow,
+            whose fastest normal rate forces tiny explicit steps (for ``d ≤ DENSE_MAX_DIM``,
+            as the Jacobian is dense; ``None``: never switch). On 18 flows of a tanh network
+            (``d = 6``) where DOP853 stalled, BDF took over and converged on 17 (the last runs
+            out of time with every method), within ``5e-8`` of LSODA run from the start; LSODA
+            as the fallback stalled once more, Radau twice.
         finish: apply the projection finish described in the module docstring.
         finish_radius: accept a finish whose step is at most ``finish_radius`` (in the
             units of ``x``). Its error is ``≈ C · step²`` with ``C`` measured at 0.06
@@ -201,7 +233,9 @@ def limit_map(
         throw: raise :class:`~flatref.errors.LimitMapError` instead of returning a failed limit.
 
     Returns:
-        A :class:`LimitPoint`; a flow that fails says so in ``status``, never with NaN.
+        A :class:`LimitPoint`; a flow that fails says so in ``status``, never with NaN. A flow whose
+        gradient becomes small without a minimum in reach (the projection is rejected and
+        ``‖∇f‖`` decays no faster than ``1/t``, so the path has infinite length) ends ``no_minimum``.
 
     Examples:
         >>> from flatref.problems import Example1
@@ -212,13 +246,14 @@ def limit_map(
         'saddle'
     """
     x0 = as_vector(x, check_problem(problem).dim)
-    flow = _Flow.checked(problem, method, rtol=rtol, atol=atol, max_time=max_time, max_grad_evals=max_grad_evals,
-                         stall_evals=stall_evals, max_norm=as_positive(blowup, "blowup") * (1 + np.linalg.norm(x0)))
+    flow = _Flow.checked(problem, method, stiff_method, rtol=rtol, atol=atol, max_time=max_time,
+                         max_grad_evals=max_grad_evals, stall_evals=stall_evals,
+                         max_norm=as_positive(blowup, "blowup") * (1.0 + bounded_norm(x0, "x")))  # fmt: skip
     stages = (as_positive(gtol, "gtol"), gtol * as_positive(refine, "refine"))
     finish_radius = as_positive(finish_radius, "finish_radius")
     finish_max_iter = as_int(finish_max_iter, "finish_max_iter", minimum=1)
     saddle_tol = as_positive(saddle_tol, "saddle_tol")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as divergence, not as a warning
+    with np.errstate(all="ignore"):  # overflow is reported as divergence, not as a warning
         result = _limit(problem, flow, x0, stages, finish and (finish_radius, finish_max_iter), saddle_tol)
     if throw and not result.success:
         raise LimitMapError(result)
@@ -227,11 +262,12 @@ def limit_map(
 
 def _limit(problem, flow, z, stages, finish, saddle_tol) -> LimitPoint:
     """Flow stage by stage, finishing after each one (``finish``: ``False`` or ``(radius, max_iter)``)."""
-    t, step = 0.0, 0.0
+    t, step, ends = 0.0, 0.0, []
     for threshold in stages:
         z, t, status, detail = flow.run(z, t, threshold)
         if status is not None:
             return flow.result(z, status, detail, t, 0.0)
+        ends.append(z)
         if not finish:
             break
         finished, length = _finish(problem, z, *finish)
@@ -245,26 +281,61 @@ def _limit(problem, flow, z, stages, finish, saddle_tol) -> LimitPoint:
         if flow.stalled:
             detail = f"|grad f| = {np.linalg.norm(flow.grad(z)):.3g} and the finish was rejected"
             return flow.result(z, Status.STALLED, detail, t, 0.0)
-    return _classify(problem, flow, z, t, step, saddle_tol)
+    return _classify(problem, flow, z, t, step, saddle_tol, ends)
 
 
 def _finish(problem, z, radius, max_iter):
     """The problem's projection of ``z`` onto ``X*`` and its length, or ``(None, inf)`` if rejected."""
     try:
         finished = problem.project_to_minima(z, max_iter=max_iter)
-    except ConvergenceError:
+    except (ConvergenceError, NonFiniteError):
         return None, np.inf
     length = float(np.linalg.norm(finished - z))
     return (finished, length) if length <= radius else (None, np.inf)
 
 
-def _classify(problem, flow, z, t, step, saddle_tol) -> LimitPoint:
-    """``converged`` or ``saddle`` by the smallest Hessian eigenvalue at the end point."""
+def _classify(problem, flow, z, t, step, saddle_tol, ends) -> LimitPoint:
+    """``saddle`` by the smallest Hessian eigenvalue at the end point; else ``converged``, or ``no_minimum``
+    where no finish was accepted and the gradient's decay exponent at the end of every stage says
+    the path has infinite length (one point can mislead where the Hessian is itself ``O(‖∇f‖)``)."""
     lam_min, lam_max = extreme_eigenvalues(problem, z)
     flow.n_hess += 1
-    status = Status.SADDLE if lam_min < -saddle_tol * max(1.0, lam_max) else Status.CONVERGED
+    if lam_min < -saddle_tol * max(1.0, lam_max):
+        return flow.result(z, Status.SADDLE, f"smallest Hessian eigenvalue {lam_min:.3g}", t, step, lam_min)
+    if step == 0.0:
+        alphas = [decay_exponent(problem, end) for end in ends]
+        flow.n_hess += 2 * len(ends)
+        if max(alphas) <= _FINITE_LENGTH:
+            return flow.result(z, Status.NO_MINIMUM, f"|grad f| ∝ t^-{alphas[-1]:.3g} here", t, step, lam_min)
     detail = f"smallest Hessian eigenvalue {lam_min:.3g}" + (" (the flow stalled above gtol)" if flow.stalled else "")
-    return flow.result(z, status, detail, t, step, lam_min)
+    return flow.result(z, Status.CONVERGED, detail, t, step, lam_min)
+
+
+def decay_exponent(problem: Problem, x) -> float:
+    """The exponent ``α`` of the gradient's decay ``‖∇f(x(t))‖ ∝ t^(−α)`` along the flow through ``x``.
+
+    With ``g = ∇f``, ``H = ∇²f`` and the decay rate ``r = gᵀHg / gᵀg = −d log‖g‖/dt``, a power
+    law has ``r = α/t``, so ``α = r² / (−ṙ)``; differentiating along ``ẋ = −g`` (``ġ = −Hg``,
+    ``Ḣ = −∇³f[g]``) gives ``ṙ = (−2‖Hg‖² − ∇³f[g, g]·g) / gᵀg + 2r²``. It is ``inf`` where
+    ``ṙ ≥ 0`` (a rate that does not fall: exponential decay, a non-degenerate minimum). The
+    flow's path is finite only for ``α > 1`` (docs/theory.md §6). Costs one Hessian-vector
+    product and one third-derivative contraction.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> round(decay_exponent(Example1(), [1.0, 1.001]))   # near a non-degenerate minimum: α ∝ 1/distance
+        668
+    """
+    x = as_vector(x, check_problem(problem).dim)
+    with np.errstate(all="ignore"):
+        g = problem.unchecked.grad(x)
+        p = g @ g
+        Hg = problem.unchecked.hess_vec(x, g)
+        r = (g @ Hg) / p
+        r_dot = (-2 * (Hg @ Hg) - problem.unchecked.third_contract(x, g, g) @ g) / p + 2 * r * r
+    if not (np.isfinite(r_dot) and p > 0):
+        return np.inf
+    return float(r * r / -r_dot) if r_dot < 0 else np.inf
 
 
 @dataclass
@@ -274,6 +345,7 @@ class _Flow:
     problem: Problem
     grad: _GradientCache
     method: str
+    stiff_method: str | None
     rtol: float
     atol: float
     max_time: float
@@ -282,35 +354,56 @@ class _Flow:
     max_norm: float
     n_hess: int = 0
     stalled: bool = False
+    note: str = ""
 
     @classmethod
-    def checked(cls, problem, method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
+    def checked(cls, problem, method, stiff_method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
         """A flow with its options checked (each ``ValueError``/``TypeError`` names the argument)."""
         return cls(
-            problem, _GradientCache(problem), _ivp_method(method), as_positive(rtol, "rtol"), as_positive(atol, "atol"),
-            as_positive(max_time, "max_time"), as_int(max_grad_evals, "max_grad_evals", minimum=1),
-            as_int(stall_evals, "stall_evals", minimum=1), max_norm,
+            problem, _GradientCache(problem), _ivp_method(method), _stiff_method(stiff_method), _rtol(rtol),
+            as_positive(atol, "atol"), as_positive(max_time, "max_time"),
+            as_int(max_grad_evals, "max_grad_evals", minimum=1), as_int(stall_evals, "stall_evals", minimum=1),
+            max_norm,
         )  # fmt: skip
 
     def result(self, z, status, detail, t, step, lam_min=None) -> LimitPoint:
         grad_norm = float(np.linalg.norm(self.grad(z))) if status is not Status.DIVERGED else float("inf")
         return LimitPoint(
-            x=z, status=status, message=describe(status, detail), grad_norm=grad_norm, flow_time=float(t),
+            x=z, status=status, message=describe(status, detail + self.note), grad_norm=grad_norm, flow_time=float(t),
             n_grad=self.grad.n_grad, n_hess=self.n_hess, finish_step=float(step),
             min_eigenvalue=None if lam_min is None else float(lam_min),
         )  # fmt: skip
 
     def run(self, z, t0, threshold):
         """Returns ``(z, t, status, detail)``; ``status`` is ``None`` when the threshold was reached
-        or the flow stalled (then ``self.stalled``)."""
-        self.stalled = False
-        self._last, self._last_t = z, t0
+        or the flow stalled (then ``self.stalled``). An explicit method that blows up, fails or
+        stalls hands the stage to ``stiff_method`` from its last accepted step."""
+        result = self._stage(z, t0, threshold, self.method)
+        stalled, failed = self.stalled, result[2] is Status.DIVERGED and not self.escaped
+        if not ((stalled or failed) and self._can_switch()):
+            return result
+        retry = self._stage(*self._accepted, threshold, self.stiff_method)
+        if retry[2] is not None or (self.stalled and not stalled):
+            self.stalled = stalled
+            return result  # the implicit method did no better: a true blow-up, or a flow that stalls either way
+        self.note = f" ({self.method} {'stalled' if stalled else 'failed'} at flow time {self._accepted[1]:.3g}; " \
+                    f"continued with {self.stiff_method})"  # fmt: skip
+        self.method = self.stiff_method
+        return retry
+
+    def _can_switch(self) -> bool:
+        return (self.stiff_method is not None and self.method not in _IMPLICIT
+                and self.problem.dim <= DENSE_MAX_DIM)  # fmt: skip
+
+    def _stage(self, z, t0, threshold, method):
+        self.stalled, self.escaped = False, False
+        self._last, self._last_t, self._accepted = z, t0, (z, t0)
         self._best, self._best_at = np.inf, self.grad.n_grad
         self._lowest = (np.inf, z, t0)
         try:
             if np.linalg.norm(self.grad(z)) <= threshold:
                 return z, t0, None, ""
-            sol = self._integrate(z, t0, threshold)
+            sol = self._integrate(z, t0, threshold, method)
         except _Blowup:
             return self._last, self._last_t, Status.DIVERGED, "non-finite gradient"
         except _Budget:
@@ -323,15 +416,16 @@ class _Flow:
         if sol.status == -1:
             return z, t, Status.DIVERGED, sol.message
         if sol.t_events[1].size:
+            self.escaped = True
             return z, t, Status.DIVERGED, f"|x| exceeded {self.max_norm:.3g}"
         if not sol.t_events[0].size:
             return z, t, Status.MAX_TIME, f"flow time {self.max_time:.3g} reached"
         return z, t, None, ""
 
-    def _integrate(self, z, t0, threshold):
+    def _integrate(self, z, t0, threshold, method):
         events = [self._converged(threshold), self._escaped()]
-        options = {"jac": self._jac} if self.method in _IMPLICIT else {}
-        return solve_ivp(self._rhs, (t0, self.max_time), z, method=self.method, rtol=self.rtol, atol=self.atol,
+        options = {"jac": self._jac} if method in _IMPLICIT else {}
+        return solve_ivp(self._rhs, (t0, self.max_time), z, method=method, rtol=self.rtol, atol=self.atol,
                          events=events, **options)  # fmt: skip
 
     def _rhs(self, t, z):
@@ -360,7 +454,8 @@ class _Flow:
         return event
 
     def _escaped(self):
-        def event(t, z):
+        def event(t, z):  # solve_ivp evaluates events at every accepted step: remember the last one
+            self._accepted = (z.copy(), t)
             return self.max_norm - np.linalg.norm(z)
 
         event.terminal = True
@@ -419,18 +514,20 @@ def limit_jacobian(
     x0 = as_vector(x, problem.dim)
     W0 = np.eye(problem.dim) if v is None else as_columns(v, problem.dim)
     method = _ivp_method(method)
-    gtol, rtol, atol, max_time = (
-        as_positive(a, n) for a, n in ((gtol, "gtol"), (rtol, "rtol"), (atol, "atol"), (max_time, "max_time"))
-    )
+    gtol, atol, max_time = (as_positive(a, n) for a, n in ((gtol, "gtol"), (atol, "atol"), (max_time, "max_time")))
+    rtol = _rtol(rtol)
     limit_map(problem, x0, method=method, max_time=max_time, throw=True)  # towards a saddle W grows without bound
     variational = _Variational(problem, as_int(max_evals, "max_evals", minimum=1), gtol)
-    sol = solve_ivp(variational.rhs, (0.0, max_time), np.concatenate([x0, W0.ravel()]), method=method, rtol=rtol,
-                    atol=atol, events=[variational.settled])  # fmt: skip
-    if sol.status != 1:
-        raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
+    state = np.concatenate([x0, W0.ravel()])
+    if variational.settled(0.0, state) > 0:  # an event needs a sign change: a settled start is done already
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,
+                            events=[variational.settled])  # fmt: skip
+        if sol.status != 1:
+            raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
+        state = sol.y[:, -1]
     d = problem.dim
-    z, W = sol.y[:d, -1], sol.y[d:, -1].reshape(d, -1)
-    return project_tangent(problem, z, W).reshape(W0.shape)
+    return project_tangent(problem, state[:d], state[d:].reshape(d, -1)).reshape(W0.shape)
 
 
 class _Variational:

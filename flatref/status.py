@@ -38,6 +38,8 @@ class Status(str, enum.Enum):
     BUDGET = "budget"
     #: limit map: ``‖∇f‖`` stopped falling and the finish was rejected.
     STALLED = "stalled"
+    #: limit map: ``‖∇f‖`` became small, but on a path of infinite length: no minimum along the flow.
+    NO_MINIMUM = "no_minimum"
     #: run: every step was taken.
     COMPLETED = "completed"
     #: run: the callback asked to stop.
@@ -85,6 +87,7 @@ MESSAGES = {
     Status.MAX_TIME: "the flow did not reach a stationary point within its time",
     Status.BUDGET: "the gradient-evaluation budget was spent before a stationary point",
     Status.STALLED: "the flow stopped making progress before reaching a stationary point",
+    Status.NO_MINIMUM: "the gradient decays no faster than 1/t along the flow: it runs off to no minimum",
     Status.COMPLETED: "every step was taken",
     Status.STOPPED: "the callback stopped the run",
     Status.REACHED: "every event was reached",

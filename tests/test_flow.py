@@ -13,8 +13,9 @@ from flatref import (
     limit_map,
     tangent_projector,
 )
+from flatref.flow import decay_exponent
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, Problem
-from flatref.testing import points, points_near_minima, small_problem
+from flatref.testing import check_derivatives, points, points_near_minima, small_problem
 from helpers import Valley
 
 EX1 = Example1()
@@ -292,9 +293,12 @@ def test_an_unreachable_gtol_stalls_into_the_finish_instead_of_spending_the_budg
     assert lp.success and lp.n_grad < 12_000
     ref = limit_map(problem, x)
     assert np.linalg.norm(lp.x - ref.x) <= 1e-9
-    lp = limit_map(problem, x, gtol=1e-13, finish=False, stall_evals=500)
+    lp = limit_map(problem, x, gtol=1e-13, finish=False, stall_evals=500, stiff_method=None)
     assert lp.status is Status.CONVERGED and lp.grad_norm > 1e-13  # ended at the stall, classified by eigenvalues
     assert "stalled" in lp.message and lp.n_grad < 5_000
+    switched = limit_map(problem, x, gtol=1e-13, finish=False, stall_evals=500)  # BDF takes over at the stall
+    assert switched.status is Status.CONVERGED and switched.grad_norm <= 1e-13 and "continued with BDF" in switched.message
+    assert np.linalg.norm(switched.x - ref.x) <= 1e-9
 
 
 def test_limit_jacobian_has_an_evaluation_budget():
@@ -316,3 +320,99 @@ def test_limit_jacobian_that_runs_out_of_time_says_so_with_a_convergence_error()
     enough_for_phi = 1.05 * limit_map(problem, x).flow_time  # Φ is found by then (to 1e-6, then the finish) ...
     with pytest.raises(ConvergenceError, match="did not settle by flow time"):
         limit_jacobian(problem, x, max_time=enough_for_phi)  # ... but W needs ‖∇²f W‖ ≤ 1e-9, which takes longer
+
+
+# ----------------------------------------------- stiff flows and flows without a minimum (issue 11)
+class Scalar(Problem):
+    """A one-dimensional ``f`` from its first three derivatives ``(f, f′, f″, f‴)`` as functions of ``x``."""
+
+    def __init__(self, *derivatives):
+        super().__init__(1)
+        self.derivatives = derivatives
+
+    def _f(self, x):
+        return self.derivatives[0](x[0])
+
+    def _grad(self, x):
+        return np.array([self.derivatives[1](x[0])])
+
+    def _hess(self, x):
+        return np.array([[self.derivatives[2](x[0])]])
+
+    def _third(self, x):
+        return np.array([[[self.derivatives[3](x[0])]]])
+
+
+EXP = Scalar(lambda x: np.exp(-x), lambda x: -np.exp(-x), lambda x: np.exp(-x), lambda x: -np.exp(-x))
+GAUSS = Scalar(lambda x: np.exp(-x * x), lambda x: -2 * x * np.exp(-x * x), lambda x: (4 * x * x - 2) * np.exp(-x * x),
+               lambda x: (12 * x - 8 * x**3) * np.exp(-x * x))  # fmt: skip
+INVERSE = Scalar(lambda x: 1 / x, lambda x: -1 / x**2, lambda x: 2 / x**3, lambda x: -6 / x**4)
+
+
+def power(k):
+    return Scalar(lambda x: x**k, lambda x: k * x ** (k - 1), lambda x: k * (k - 1) * x ** (k - 2),
+                  lambda x: k * (k - 1) * (k - 2) * x ** (k - 3))  # fmt: skip
+
+
+@pytest.mark.parametrize("x", [0.3, 2.0, 11.0])
+def test_decay_exponent_matches_the_closed_forms_of_power_law_flows(x):
+    # e^{−x}: ‖∇f‖ = 1/(t + c), α = 1; 1/x: x ∝ t^{1/3}, ‖∇f‖ ∝ t^{−2/3}; x^{2k}: ‖∇f‖ ∝ t^{−(2k−1)/(2k−2)}
+    assert decay_exponent(EXP, [x]) == pytest.approx(1.0, rel=1e-12)
+    assert decay_exponent(INVERSE, [x]) == pytest.approx(2 / 3, rel=1e-12)
+    for k in (2, 3, 5):
+        assert decay_exponent(power(2 * k), [x]) == pytest.approx((2 * k - 1) / (2 * k - 2), rel=1e-12)
+
+
+def test_a_flow_that_runs_off_to_no_minimum_is_not_reported_converged():
+    for problem, x0 in ((EXP, 0.0), (EXP, 13.5), (GAUSS, 0.5)):
+        lp = limit_map(problem, [x0])
+        assert lp.status is Status.NO_MINIMUM and not lp.success and "t^-1" in lp.message
+    assert limit_map(INVERSE, [1.0]).status is Status.MAX_TIME  # ‖∇f‖ ∝ t^{−2/3} never reaches gtol in time
+    for k in (2, 3, 10):  # degenerate minima: ‖∇f‖ ∝ t^{−(2k−1)/(2k−2)}, a path of finite length
+        lp = limit_map(power(2 * k), [1.0])
+        assert lp.status is Status.CONVERGED and abs(lp.x[0]) < 0.35
+
+
+def test_a_stiff_flow_switches_to_the_implicit_method_and_reaches_the_exact_limit():
+    # ∇²f has eigenvalues ≈ 2(x1² + x2²) = 2e12 and ≈ 0: DOP853's first step overflows
+    x0 = [1e6, 1.01e-6]
+    assert limit_map(EX1, x0, stiff_method=None).status is Status.DIVERGED
+    lp = limit_map(EX1, x0)
+    exact = EX1.exact_limit(x0)  # x1² − x2² is conserved along the flow
+    assert lp.status is Status.CONVERGED and "continued with BDF" in lp.message
+    assert np.allclose(lp.x, exact, rtol=1e-12, atol=0)
+
+
+def test_a_stiff_tanh_network_flow_converges_with_the_implicit_fallback():
+    from tanh_network import TanhNetwork
+
+    rng = np.random.default_rng(8)
+    problem = TanhNetwork(rng.standard_normal((3, 2)), rng.standard_normal(3), hidden=2)  # d = 6, n = 3
+    x = rng.standard_normal(6)
+    assert check_derivatives(problem, x).passed  # the test problem's hand-written derivatives are right
+    assert limit_map(problem, x, stiff_method=None).status is Status.STALLED
+    lp = limit_map(problem, x)
+    radau = limit_map(problem, x, method="Radau")  # implicit from the start: another route to Φ(x)
+    assert lp.status is Status.CONVERGED and radau.status is Status.CONVERGED and "continued with BDF" in lp.message
+    assert np.linalg.norm(lp.x - radau.x) < 1e-7  # both integrate to rtol = 1e-9 over a flow time of 1.8e3
+    assert np.linalg.norm(problem.outputs(lp.x) - problem.y) < 1e-12
+
+
+def test_limit_map_rejects_tolerances_solve_ivp_would_clip_and_explicit_stiff_methods():
+    with pytest.raises(ValueError, match="rtol must be at least 2.2e-14"):
+        limit_map(EX1, [2.0, 0.6], rtol=1e-15)
+    with pytest.raises(ValueError, match="rtol must be at least"):
+        limit_jacobian(EX1, [2.0, 0.6], rtol=1e-15)
+    with pytest.raises(ValueError, match="stiff_method must be one of"):
+        limit_map(EX1, [2.0, 0.6], stiff_method="RK45")
+
+
+def test_a_start_next_to_the_saddle_is_a_saddle_not_a_numpy_error():
+    lp = limit_map(EX1, [1e-300, 1e-300])  # ∇f ≈ 0 at once; the projection's first step overflows
+    assert lp.status is Status.SADDLE and lp.min_eigenvalue == pytest.approx(-2.0)
+
+
+def test_limit_jacobian_at_a_minimum_keeps_tangent_vectors_and_kills_normal_ones():
+    tangent, normal = np.array([1.0, -1.0]), np.array([1.0, 1.0])  # at (1, 1) X* = {x1 x2 = 1} has tangent (1, −1)
+    assert np.allclose(limit_jacobian(EX1, [1.0, 1.0], tangent), tangent, rtol=0, atol=1e-15)  # settled at t = 0
+    assert np.allclose(limit_jacobian(EX1, [1.0, 1.0], normal), 0.0, atol=1e-12)

@@ -264,6 +264,7 @@ class Problem(abc.ABC):
         Raises:
             ConvergenceError: at clear negative curvature (no minimum near), above ``max_dim``,
                 or when ``max_iter`` steps do not converge.
+            NonFiniteError: when a step leaves the range of float64.
 
         Examples:
             >>> from flatref.problems import Example1
@@ -278,11 +279,11 @@ class Problem(abc.ABC):
         if self.dim > as_int(max_dim, "max_dim", minimum=1):
             raise ConvergenceError(f"project_to_minima refuses dim = {self.dim} > max_dim = {max_dim} (dense steps)")
         for _ in range(max_iter):
-            lam, Q = np.linalg.eigh(self._hess(x))
+            lam, Q = np.linalg.eigh(self._evaluate(self._hess, x))
             top = lam > rtol * max(lam[-1], 0.0)
             if lam[0] < -curvature_tol * max(lam[-1], 0.0) or not top.any():
                 raise ConvergenceError(f"no minimum near x: Hessian eigenvalues from {lam[0]:.3g} to {lam[-1]:.3g}")
-            step = Q[:, top] @ ((Q[:, top].T @ self._grad(x)) / lam[top])
+            step = Q[:, top] @ ((Q[:, top].T @ self._evaluate(self._grad, x)) / lam[top])
             x = x - step
             if np.linalg.norm(step) <= tol * (1.0 + np.linalg.norm(x)):
                 return x
@@ -707,13 +708,15 @@ class TrainingLoss(Problem):
         tol = as_positive(tol, "tol")
         max_iter = as_int(max_iter, "max_iter", minimum=1)
         target = tol * (1.0 + np.linalg.norm(self._y))
-        for _ in range(max_iter + 1):
-            residual = self._outputs(x) - self._y
-            if np.linalg.norm(residual) <= target:
-                return x
-            x = x - min_norm_solution(self._output_jacobian(x), residual, accept=accept)
-            if not np.all(np.isfinite(x)):
-                break
+        with np.errstate(all="ignore"):  # a step that overflows ends the iteration below
+            for _ in range(max_iter + 1):
+                residual = self._outputs(x) - self._y
+                if np.linalg.norm(residual) <= target:
+                    return x
+                J = self._output_jacobian(x)
+                if not (np.all(np.isfinite(residual)) and np.all(np.isfinite(J))):
+                    break
+                x = x - min_norm_solution(J, residual, accept=accept)
         raise ConvergenceError(
             f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
             f"residual {target:.1e} in {max_iter} steps"
