@@ -107,3 +107,26 @@ def test_a_seed_sequence_gives_the_same_bits_every_time_and_is_not_mutated():
         run(EX1, GD(0.1), [2.0, 0.6], steps=1, rng=-1)
     with pytest.raises(TypeError, match="rng must be"):
         run(EX1, GD(0.1), [2.0, 0.6], steps=1, rng="0")
+
+
+def test_the_supported_range_is_checked_at_the_door():
+    from flatref.driver import MAX_STEPS
+    from flatref.errors import NonFiniteError
+
+    with pytest.raises(ValueError, match="x0 is beyond flatref's range: its norm must be below 1.3e154"):
+        run(LinearRegression.random(3, 5), GD(0.01), np.full(5, 1e300), steps=2)
+    with pytest.raises(NonFiniteError, match=r"DiagonalLinearNetwork\.f is not finite"):
+        run(DLN, GD(0.01), np.full(DLN.dim, 1e80), steps=2)  # a quartic: f(x0) ≈ 1e320, ∇f(x0) ≈ 1e240 still finite
+    with pytest.raises(ValueError, match=f"steps must be <= {MAX_STEPS}"):
+        run(EX1, GD(0.1), [2.0, 0.6], steps=10**20)
+
+
+def test_a_run_whose_values_overflow_diverges_without_a_warning():
+    # η = 1e300: the first step overflows; the gate ε0 = 1e300 squares to inf without an OverflowError
+    for method in (RS(1e300, 0.1, 0.1), RS(0.1, 0.1, 0.1, eps0=1e300)):
+        trajectory = run(EX1, method, [2.0, 0.6], steps=5)
+        assert np.all(np.isfinite(trajectory.f)) and np.all(np.isfinite(trajectory.xs))
+        assert trajectory.status == ("diverged" if method.eta > 1 else "completed")
+    # f overflows at an iterate whose gradient is still finite: the step is refused, the record stays finite
+    trajectory = run(LinearRegression.random(3, 5, rng=0), GD(1e150), np.ones(5), steps=3, blowup=1e300)
+    assert trajectory.status == "diverged" and np.all(np.isfinite(trajectory.f))

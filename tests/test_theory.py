@@ -234,3 +234,30 @@ def test_table1_exponents_are_the_log_slopes_of_the_bounds(method, eps, dim):
     assert table1_exponents(method, eps, dim) == pytest.approx((slope_eps, slope_d), abs=1e-6)
     with pytest.raises(ValueError, match="method"):
         table1_exponents("GD", eps, dim)
+
+
+def test_predictions_beyond_float64_raise_named_errors():
+    from flatref.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="rs_leading_perturbation overflows float64"):
+        rs_leading_perturbation(Example1(), [1.0, 2.0], 1e300)  # ρ² = 1e600
+    with pytest.raises(NonFiniteError, match="lemma1_bound overflows"):
+        lemma1_bound(Example1(), [1.0, 2.0], 0.1, 1e300, [2.0, -1.0], beta=1.0)
+    with pytest.raises(ValueError, match="eps = 1e-300 and delta = 1 give an iteration bound beyond"):
+        table1_iterations(1e-300, 1, 1)
+    with pytest.raises(ValueError, match="beyond float64's range"):
+        rs_schedule(1, 1e-60, 1e-40)
+    with pytest.raises(ValueError, match=r"delta must be a probability in \(0, 1\]"):
+        table1_iterations(0.1, 2.0, 3)
+    with pytest.raises(ValueError, match="dim must be <="):
+        table1_iterations(0.1, 1.0, 10**400)
+
+
+@pytest.mark.parametrize("eps0, error", [(float("nan"), ValueError), (-1, ValueError), (0, ValueError),
+                                         ("x", TypeError), (None, TypeError)])  # fmt: skip
+def test_schedules_check_the_gate(eps0, error):
+    with pytest.raises(error, match="eps0"):
+        rs_schedule(1.0, 0.1, 0.5, eps0=eps0)
+    with pytest.raises(error, match="eps0"):
+        sa_schedule(1.0, 0.1, 0.5, 3, eps0=eps0)
+    assert rs_schedule(1.0, 0.1, 0.5, eps0=math.inf).eps0 == math.inf

@@ -168,3 +168,39 @@ def test_example1_takes_no_arguments_and_has_one_sample():
     problem = Example1()
     assert (problem.dim, problem.n_samples) == (2, 1)
     assert repr(problem) == "Example1()"
+
+
+# ------------------------------------------------- the range of float64 (issue 11)
+# (setup.cfg turns every warning into an error: these also assert that none escapes)
+@pytest.mark.parametrize("method, finite", [("f", True), ("grad", True), ("hess", False), ("third", True),
+                                            ("trace_hess", False), ("grad_trace_hess", True)])  # fmt: skip
+def test_a_derivative_that_overflows_raises_a_named_error_not_inf(method, finite):
+    from flatref.errors import NonFiniteError
+
+    x = [2.0**600, 2.0**-600]  # a minimum of Example 1 (x1 x2 = 1) where ∇²f holds x1² = 2^1200; ∇³f only 4 x1
+    if finite:
+        assert np.all(np.isfinite(getattr(Example1(), method)(x)))
+        return
+    with pytest.raises(NonFiniteError, match=rf"Example1\.{method} is not finite at this x"):
+        getattr(Example1(), method)(x)
+
+
+def test_every_family_raises_the_named_error_beyond_its_range(problem):
+    from flatref.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="beyond the range of float64"):
+        problem.f(np.full(problem.dim, 1e160))  # f grows at least like |x|²: 1e320 is beyond float64
+
+
+@pytest.mark.parametrize(
+    "build, name",
+    [
+        (lambda: LinearRegression(np.eye(2, 4) * 1e300, [1.0, 1.0]), "Z"),
+        (lambda: DiagonalLinearNetwork(np.eye(2, 4) * 1e300, [1.0, 1.0]), "Z"),
+        (lambda: MatrixSensing(np.ones((2, 2, 2)) * 1e300, [1.0, 1.0], 1), "A"),
+        (lambda: MatrixSensing(np.ones((2, 2, 2)), [1e308, 1e308], 1), "y"),
+    ],
+)
+def test_data_whose_cached_constants_overflow_is_refused_at_construction(build, name):
+    with pytest.raises(ValueError, match=rf"^{name} is beyond flatref's range"):
+        build()
