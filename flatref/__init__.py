@@ -25,6 +25,7 @@ from .flatness import (
 )
 from .flow import LimitPoint, limit_jacobian, limit_map
 from .geometry import normal_basis, proj_out, project_tangent, tangent_projector
+from .slow_flow import SlowFlow, limit_flow
 from .problems import (
     DiagonalLinearNetwork,
     Example1,
@@ -58,6 +59,8 @@ __all__ = [
     "limit_map",
     "LimitPoint",
     "limit_jacobian",
+    "limit_flow",
+    "SlowFlow",
     "tangent_projector",
     "project_tangent",
     "normal_basis",

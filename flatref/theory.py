@@ -280,3 +280,52 @@ def table1_exponents(method: str, eps: float, dim: int) -> tuple[float, float]:
     if method == "SA":
         return (-2.0, -1.0) if d**3 * eps >= 1 else (-3.0, -4.0)
     raise ValueError(f"method must be 'RS' or 'SA', got {method!r}")
+
+
+@_in_range
+def flow_time_per_step(method, problem: Problem) -> float:
+    """The slow-flow time ``τ`` one step of ``method`` covers near ``X*`` (docs/theory.md §6.7).
+
+    To leading order each method moves ``Φ(x_t)`` by ``−τ ∂Φ ∇tr̄`` per step in expectation, so
+    ``t`` steps follow :func:`~flatref.slow_flow.limit_flow` to flow time ``tτ``. With
+    ``d = problem.dim``, from ``∂²Φ(x*)[∇²f] = −½ ∂Φ ∇tr∇²f`` on ``X*`` and eq. (16):
+
+    - RS (eq. (21)): ``τ = η′ρ²/2``;
+    - SA with batch 1 (Lemma 4, (33)): ``τ = d η′ρ²/2``;
+    - label-noise SGD, noise ``σ``, batch ``b``: the noise has covariance ``(η²σ²/b) ∇²f`` per step, so
+      ``τ = d η²σ²/(4b)`` (Li, Wang & Arora 2022);
+    - SAM with batch 1: ``τ = d ηρ²/2`` (Wen, Ma & Li 2022);
+    - GD: ``0`` (``Φ`` is invariant under the flow, and a gradient step moves it only at ``O(η²‖∇f‖²)``).
+
+    Raises:
+        ValueError: for SA or SAM with a batch other than 1 (no closed form is derived), and for
+            a training-loss method on a problem that is not a training loss.
+
+    Examples:
+        >>> from flatref.algorithms import RS, SA
+        >>> from flatref.problems import DiagonalLinearNetwork
+        >>> problem = DiagonalLinearNetwork.random(4, 10, rng=0)   # d = 20
+        >>> rs, sa = (flow_time_per_step(m, problem) for m in (RS(0.1, 0.02, 0.5), SA(0.1, 0.02, 0.5)))
+        >>> round(rs, 12), round(sa, 12)                         # η′ρ²/2 and d η′ρ²/2
+        (0.0025, 0.05)
+    """
+    from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD, StepRule
+
+    if not isinstance(method, StepRule):
+        raise TypeError(f"method must be a flatref step rule, got {type(method).__name__}")
+    method.check(check_problem(problem))
+    d = problem.dim
+    if isinstance(method, (SA, SAM)) and method.batch_size != 1:
+        raise ValueError(f"the slow-flow time of {type(method).__name__} is derived for batch_size = 1, "
+                         f"got {method.batch_size}")  # fmt: skip
+    if isinstance(method, RS):
+        return method.eta_prime * method.rho * method.rho / 2
+    if isinstance(method, SA):
+        return d * method.eta_prime * method.rho * method.rho / 2
+    if isinstance(method, SAM):
+        return d * method.eta * method.rho * method.rho / 2
+    if isinstance(method, LabelNoiseSGD):
+        return d * (method.eta * method.sigma) ** 2 / (4 * method.batch_size)
+    if isinstance(method, GD):
+        return 0.0
+    raise ValueError(f"no slow-flow time is derived for {type(method).__name__}")
