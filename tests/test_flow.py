@@ -363,6 +363,14 @@ def test_decay_exponent_matches_the_closed_forms_of_power_law_flows(x):
         assert decay_exponent(power(2 * k), [x]) == pytest.approx((2 * k - 1) / (2 * k - 2), rel=1e-12)
 
 
+def test_decay_exponent_ignores_fast_modes_dying_out():
+    # A quadratic has ∇³f = 0: its curvature never fades, so α = inf, although its decay rate r falls
+    # as the fast normal modes die (the weighted variance of the eigenvalues, which α leaves out).
+    problem = LinearRegression.random(3, 5, rng=0)
+    for x in np.random.default_rng(1).standard_normal((5, 5)):
+        assert decay_exponent(problem, x) == np.inf
+
+
 def test_a_flow_that_runs_off_to_no_minimum_is_not_reported_converged():
     for problem, x0 in ((EXP, 0.0), (EXP, 13.5), (GAUSS, 0.5)):
         lp = limit_map(problem, [x0])
