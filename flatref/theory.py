@@ -292,8 +292,8 @@ def flow_time_per_step(method, problem: Problem) -> float:
 
     - RS (eq. (21)): ``τ = η′ρ²/2``;
     - SA with batch 1 (Lemma 4, (33)): ``τ = d η′ρ²/2``;
-    - label-noise SGD, noise ``σ``, batch ``b``: the noise has covariance ``(η²σ²/b) ∇²f`` per step, so
-      ``τ = d η²σ²/(4b)`` (Li, Wang & Arora 2022);
+    - label-noise SGD, noise ``σ``, batch ``b``, loss ``ℓ = w(z − y)²/2``: the noise has covariance
+      ``(w η²σ²/b) ∇²f`` per step, so ``τ = d w η²σ²/(4b)`` (Li, Wang & Arora 2022);
     - SAM with batch 1: ``τ = d ηρ²/2`` (Wen, Ma & Li 2022);
     - GD: ``0`` (``Φ`` is invariant under the flow, and a gradient step moves it only at ``O(η²‖∇f‖²)``).
 
@@ -325,7 +325,7 @@ def flow_time_per_step(method, problem: Problem) -> float:
     if isinstance(method, SAM):
         return d * method.eta * method.rho * method.rho / 2
     if isinstance(method, LabelNoiseSGD):
-        return d * (method.eta * method.sigma) ** 2 / (4 * method.batch_size)
+        return d * problem.loss.weight * (method.eta * method.sigma) ** 2 / (4 * method.batch_size)
     if isinstance(method, GD):
         return 0.0
     raise ValueError(f"no slow-flow time is derived for {type(method).__name__}")

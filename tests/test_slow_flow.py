@@ -78,6 +78,8 @@ def test_flow_time_per_step_has_the_derived_scalings():
     assert flow_time_per_step(SAM(0.1, 0.5, batch_size=1), problem) == pytest.approx(d * 0.1 * 0.25 / 2)
     assert flow_time_per_step(LabelNoiseSGD(0.1, 0.5, batch_size=2), problem) == pytest.approx(d * 0.01 * 0.25 / 8)
     assert flow_time_per_step(GD(0.1), problem) == 0.0
+    # Example 1's loss is (x1 x2 − 1)² = w(p − 1)²/2 with w = 2: label noise of size σ has covariance w·η²σ²·∇²f
+    assert flow_time_per_step(LabelNoiseSGD(0.1, 0.5), EX1) == pytest.approx(2 * 2 * 0.01 * 0.25 / 4)
     with pytest.raises(ValueError, match="derived for batch_size = 1"):
         flow_time_per_step(SA(0.1, 0.02, 0.5, batch_size=2), problem)
     with pytest.raises(ValueError, match="derived for batch_size = 1"):

@@ -262,3 +262,40 @@ def rates_figure(grid: Grid, rows: list, ratio):
     ax_ratio.set_title(f"(d) speed-up of SA over RS: ratio ∝ d^({format_exponent(ratio.exponent)})")
     ax_ratio.legend(fontsize=8)
     return fig
+
+
+def limit_flow_figure(data: tuple, out_dir) -> Path:
+    """The methods on the slow flow: ``tr̄(Φ(x_t))`` against each method's flow time ``tτ``, over the flow
+    ``ẋ* = −P∇tr̄`` (docs/theory.md §6.7), on each setup; and SA's gap to the flow against ``η′``.
+
+    ``data`` is :func:`~flatref.experiments.collapse.collapse_runs`. Writes ``limit_flow.png`` and
+    ``limit_flow.csv`` (panel, curve, x, tr̄ or gap, standard error) into ``out_dir``.
+    """
+    plt = pyplot()
+    collapses, gap = data
+    fig, axes = plt.subplots(1, len(collapses) + 1, figsize=(5 * (len(collapses) + 1), 4.4), constrained_layout=True)
+    rows = []
+    for ax, collapse in zip(axes, collapses):
+        flow = collapse.flow
+        ax.plot(flow.times, flow.tr_bar, color="black", lw=2.5, alpha=0.35, label="slow flow")
+        rows += [[collapse.setup, "flow", f"{t:.9g}", f"{v:.12g}", ""] for t, v in zip(flow.times, flow.tr_bar)]
+        for label, (tau, run_data) in collapse.runs.items():
+            path = run_data.path
+            color = COLORS.get(label, COLORS["SAM"])
+            ax.plot(path.steps * tau, path.tr_bar, "o-", ms=3, lw=1, color=color, label=f"{label} (τ = {tau:.2g})")
+            rows += [[collapse.setup, label, f"{s * tau:.9g}", f"{v:.12g}", ""] for s, v in zip(path.steps, path.tr_bar)]
+        ax.set(xlabel=r"flow time $t\tau$", ylabel=r"$\overline{\mathrm{tr}}(\Phi(x_t))$")
+        ax.set_title(collapse.setup)
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    ax.errorbar(gap.eta_prime, gap.gap, yerr=2 * gap.std_error, fmt="o", color=COLORS["SA"], capsize=3,
+                label="SA (batch 1), ρ = 0.3: mean ± 2 s.e.")  # fmt: skip
+    slope = np.sum(np.array(gap.eta_prime) * gap.gap) / np.sum(np.array(gap.eta_prime) ** 2)
+    grid = np.linspace(0, max(gap.eta_prime), 50)
+    ax.plot(grid, slope * grid, color="black", ls=":", lw=1, label="a line through 0")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(xlabel=r"$\eta'$", ylabel=r"gap to the flow in $\overline{\mathrm{tr}}(\Phi)$")
+    ax.set_title(f"network: gap at flow time 4 (the flow's drop: {gap.drop:.3g})")
+    ax.legend(fontsize=7)
+    rows += [["gap", "SA", f"{e:g}", f"{g:.12g}", f"{s:.6g}"] for e, g, s in zip(gap.eta_prime, gap.gap, gap.std_error)]
+    return write_figure(fig, out_dir, "limit_flow", ["panel", "curve", "x", "value", "std_error"], rows)

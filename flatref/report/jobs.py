@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..experiments import recipes
+from ..experiments import collapse, recipes
 from ..experiments.stats import Speedup, fits, speedup
 from ..experiments.sweeps import COLUMNS, FULL, QUICK, Grid, cases, measure
-from .figures import batch_figure, example1_figure, network_figure, rates_figure, sensing_figure
+from .figures import batch_figure, example1_figure, limit_flow_figure, network_figure, rates_figure, sensing_figure
 from .files import csv_value, write_figure
 from .progress import SweepProgress, log
 from .tables import markdown
@@ -19,6 +19,7 @@ FIGURES = {
     "network": (recipes.network_runs, network_figure, 3000),
     "batch": (recipes.batch_runs, batch_figure, 2000),
     "sensing": (recipes.sensing_runs, sensing_figure, 3000),
+    "limit_flow": (collapse.collapse_runs, limit_flow_figure, 2000),
 }
 
 
