@@ -16,6 +16,7 @@ from ..algorithms import RS, SA, SAM, LabelNoiseSGD
 from ..driver import run
 from ..flow import limit_map
 from ..slow_flow import SlowFlow, limit_flow
+from .._validation import as_int
 from ..theory import flow_time_per_step
 from .parallel import parallel_map
 from .recipes import FigureRun, RunData, compute_run, near_sharp_minimum
@@ -75,16 +76,26 @@ def clocked_methods(problem, eta: float, flow_time: float, steps: int) -> dict:
     return {label: (m, round(flow_time / flow_time_per_step(m, problem))) for label, m in methods.items()}
 
 
-def collapse_runs(steps: int, *, jobs: int | None = None, on_done=None) -> tuple[list[Collapse], GapCurve]:
-    """The flow and the clocked runs of every setup in :data:`FLOW_TIMES` (SA takes ``steps`` steps), and the gap curve.
+def collapse_runs(steps: int, *, setups=tuple(FLOW_TIMES), gap_seeds: int = GAP_SEEDS, jobs: int | None = None,
+                  on_done=None) -> tuple[list[Collapse], GapCurve]:  # fmt: skip
+    """The flow and the clocked runs of each of ``setups`` (keys of :data:`FLOW_TIMES`; SA takes ``steps``
+    steps), and the gap curve from ``gap_seeds`` seeds per ``η′``.
 
     Examples:
-        >>> collapses, gap = collapse_runs(steps=50, jobs=1)
-        >>> [c.setup for c in collapses], sorted(collapses[0].runs)
-        (['example1', 'network', 'sensing-18'], ['LabelNoiseSGD', 'RS', 'SA', 'SAM (b=1)'])
+        >>> collapses, gap = collapse_runs(steps=100, setups=("example1",), gap_seeds=2, jobs=1)
+        >>> (example1,) = collapses
+        >>> sorted(example1.runs), example1.flow.status, len(gap.gap)
+        (['LabelNoiseSGD', 'RS', 'SA', 'SAM (b=1)'], 'completed', 4)
+        >>> tau, sa = example1.runs["SA"]               # SA's 100 steps cover flow time T = 1: τ = 0.01
+        >>> round(tau, 12), round(float(abs(sa.path.tr_bar[-1] - example1.flow.tr_bar[-1])), 1)
+        (0.01, 0.0)
     """
+    unknown = set(setups) - set(FLOW_TIMES)
+    if unknown:
+        raise ValueError(f"setups must be among {sorted(FLOW_TIMES)}, got {sorted(unknown)}")
     tasks, flows, taus = [], {}, {}
-    for setup, flow_time in FLOW_TIMES.items():
+    for setup in setups:
+        flow_time = FLOW_TIMES[setup]
         problem = make(setup)
         start, eta = near_sharp_minimum(problem)
         flows[setup] = limit_flow(problem, start, t_end=flow_time)
@@ -95,20 +106,22 @@ def collapse_runs(steps: int, *, jobs: int | None = None, on_done=None) -> tuple
     collapses = [
         Collapse(setup, flows[setup], {t.label: (taus[setup, t.label], r) for t, r in zip(tasks, results)
                                        if t.setup == setup})  # fmt: skip
-        for setup in FLOW_TIMES
+        for setup in setups
     ]
-    return collapses, gap_curve(jobs=jobs)
+    return collapses, gap_curve(seeds=gap_seeds, jobs=jobs)
 
 
-def gap_curve(*, jobs: int | None = None) -> GapCurve:
-    """SA's gap to the flow on ``network`` at flow time :data:`GAP_TIME` for each η′ in :data:`GAP_ETA_PRIMES`."""
+def gap_curve(*, seeds: int = GAP_SEEDS, jobs: int | None = None) -> GapCurve:
+    """SA's gap to the flow on ``network`` at flow time :data:`GAP_TIME` for each η′ in :data:`GAP_ETA_PRIMES`,
+    averaged over ``seeds`` runs (at least 2, for the standard errors)."""
     problem = make("network")
     start = problem.sharp_minimum()
     flow = limit_flow(problem, start, t_end=GAP_TIME)
-    tasks = [(eta_prime, seed) for eta_prime in GAP_ETA_PRIMES for seed in range(GAP_SEEDS)]
-    values = np.array(parallel_map(_gap_run, tasks, jobs=jobs)).reshape(len(GAP_ETA_PRIMES), GAP_SEEDS)
+    seeds = as_int(seeds, "seeds", minimum=2)
+    tasks = [(eta_prime, seed) for eta_prime in GAP_ETA_PRIMES for seed in range(seeds)]
+    values = np.array(parallel_map(_gap_run, tasks, jobs=jobs)).reshape(len(GAP_ETA_PRIMES), seeds)
     return GapCurve(GAP_ETA_PRIMES, values.mean(axis=1) - flow.tr_bar[-1],
-                    values.std(axis=1, ddof=1) / np.sqrt(GAP_SEEDS), float(flow.tr_bar[0] - flow.tr_bar[-1]))  # fmt: skip
+                    values.std(axis=1, ddof=1) / np.sqrt(seeds), float(flow.tr_bar[0] - flow.tr_bar[-1]))  # fmt: skip
 
 
 def _gap_run(task) -> float:
