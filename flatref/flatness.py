@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_array, as_nonnegative, as_vector, check_problem
+from ._validation import as_array, as_int, as_nonnegative, as_positive, as_vector, check_problem
 from .flow import LimitPoint, limit_map
 from .geometry import project_tangent
 from .problems import Problem
@@ -93,7 +93,10 @@ class FlatnessReport:
         trace_star: the raw trace ``tr ∇²f(x*)``, or ``None``.
         trace_gap: ``tr ∇²f(x*)`` minus the flattest trace the problem knows, or ``None``.
         eps, eps_prime: the tolerances of Definition 3.
-        is_flat: ``‖∇f(x)‖ ≤ ε`` and ``metric ≤ ε′``, and the flow converged to a minimum.
+        is_flat: ``‖∇f(x)‖ ≤ ε`` and ``metric ≤ ε′``, and the flow converged to a minimum (Definition 3
+            as the paper states it: first order, so it holds at a maximum of ``tr̄`` along ``X*`` too).
+        curvature: the :class:`TraceCurvature` of ``tr̄`` along ``X*`` at ``x*`` (second order: it tells a
+            flattest point from a sharpest one), or ``None`` without a limit or when not asked.
     """
 
     grad_norm: float
@@ -106,6 +109,12 @@ class FlatnessReport:
     eps: float
     eps_prime: float
     is_flat: bool
+    curvature: "TraceCurvature | None" = None
+
+    @property
+    def kind(self) -> str | None:
+        """``minimum``, ``maximum``, ``saddle`` or ``degenerate``: what ``x*`` is for ``tr̄`` along ``X*``, or ``None``."""
+        return None if self.curvature is None else self.curvature.kind
 
     def __repr__(self) -> str:
         def fmt(value):
@@ -114,7 +123,7 @@ class FlatnessReport:
         return (
             f"FlatnessReport(is_flat={self.is_flat}, status={self.limit.status}, grad_norm={fmt(self.grad_norm)}, "
             f"metric={fmt(self.metric)}, tr_bar_star={fmt(self.tr_bar_star)}, trace_star={fmt(self.trace_star)}, "
-            f"trace_gap={fmt(self.trace_gap)}, eps={self.eps:g}, eps_prime={self.eps_prime:g})"
+            f"trace_gap={fmt(self.trace_gap)}, kind={self.kind}, eps={self.eps:g}, eps_prime={self.eps_prime:g})"
         )
 
 
@@ -135,7 +144,7 @@ def flattest_trace(problem: Problem) -> float | None:
 
 
 def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw: bool = False,
-                    **limit_options) -> FlatnessReport:  # fmt: skip
+                    curvature: bool = True, **limit_options) -> FlatnessReport:  # fmt: skip
     """Is ``x`` an ``(ε, ε′)``-flat minimum (Definition 3)? With the numbers that decide it.
 
     A point whose flow does not converge to a minimum (a saddle, divergence, time
@@ -147,12 +156,14 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps: the gradient tolerance ``ε ≥ 0``.
         eps_prime: the stationarity tolerance ``ε′ ≥ 0``.
         throw: raise :class:`~flatref.errors.LimitMapError` instead of reporting a failed flow.
+        curvature: also compute :func:`trace_curvature` at ``x*`` (where ``dim X* ≤ 200``).
         **limit_options: passed to :func:`~flatref.flow.limit_map`.
 
     Examples:
         >>> from flatref.problems import Example1
-        >>> flatness_report(Example1(), [1.0, 1.0], eps=1e-3, eps_prime=1e-3).is_flat
-        True
+        >>> report = flatness_report(Example1(), [1.0, 1.0], eps=1e-3, eps_prime=1e-3)
+        >>> report.is_flat, report.kind
+        (True, 'minimum')
         >>> flatness_report(Example1(), [3.0, 1 / 3], eps=1e-3, eps_prime=1e-3).is_flat   # sharp
         False
     """
@@ -178,7 +189,95 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps=eps,
         eps_prime=eps_prime,
         is_flat=grad_norm <= eps and metric <= eps_prime,
+        curvature=trace_curvature(problem, x_star) if curvature and _tangent_dim(problem, x_star) <= 200 else None,
     )
+
+
+@dataclass(frozen=True)
+class TraceCurvature:
+    """The Hessian of ``tr̄`` along ``X*`` at a point ``x*`` (see :func:`trace_curvature`).
+
+    Attributes:
+        basis: an orthonormal basis ``T`` (``d × k``) of the tangent space of ``X*`` at ``x*``.
+        hessian: the ``k × k`` Hessian of ``u ↦ tr̄(R(x* + Tu))`` at ``u = 0``.
+        eigenvalues: its eigenvalues, ascending.
+        kind: ``minimum`` (all above ``tol``), ``maximum`` (all below ``−tol``), ``saddle`` (both signs
+            beyond ``tol``) or ``degenerate`` (otherwise).
+        tol: the eigenvalue tolerance used for ``kind``.
+        projections: the projections onto ``X*`` spent (``2k``).
+    """
+
+    basis: np.ndarray = field(repr=False)
+    hessian: np.ndarray = field(repr=False)
+    eigenvalues: np.ndarray
+    kind: str
+    tol: float
+    projections: int
+
+
+def trace_curvature(problem: Problem, x_star, *, step: float = 1e-4, rtol: float = 1e-6,
+                    max_dim: int = 200) -> TraceCurvature:  # fmt: skip
+    """The curvature of ``tr̄`` along the minima set at ``x_star`` (docs/theory.md §2.3).
+
+    Column ``j`` of the tangent Hessian is a central difference of the Riemannian gradient
+    ``G(y) = P(y)∇tr̄(y)`` at the retracted points ``y± = R(x* ± δ T e_j)`` (``R`` the problem's
+    projection onto ``X*``, whose Jacobian at ``x*`` is the tangent projector):
+    ``H e_j ≈ Tᵀ(G(y+) − G(y−))/(2δ)``. The curvature terms of the retraction are even in ``δ`` and
+    cancel; at a critical point of ``tr̄`` on ``X*`` (metric 0) the result is intrinsic, the same
+    for any retraction. ``δ = step·(1 + ‖x*‖)``: truncation ``O(δ²)`` and rounding (with the
+    projections' ``1e-13``) ``O(1e-13/δ)`` are both about ``1e-9``, far below ``rtol``.
+
+    Args:
+        problem: the loss.
+        x_star: a point of ``X*``.
+        step: the relative difference step ``δ``.
+        rtol: eigenvalues within ``rtol · max(1, max|λ|)`` of zero make the point ``degenerate``.
+        max_dim: refuse when ``dim X* = k`` exceeds it (``2k`` projections).
+
+    Raises:
+        ValueError: when ``dim X* > max_dim``.
+        ConvergenceError: when a projection onto ``X*`` fails.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> c = trace_curvature(Example1(), [1.0, 1.0])   # tr̄ = 2cosh(2s) on (e^s, e^−s): 8/|γ′|² = 4
+        >>> c.kind, round(float(c.eigenvalues[0]), 6)
+        ('minimum', 4.0)
+    """
+    check_problem(problem)
+    x_star = as_vector(x_star, problem.dim, "x_star")
+    step, rtol = as_positive(step, "step"), as_positive(rtol, "rtol")
+    N = problem.normal_basis(x_star)
+    k = problem.dim - N.shape[1]
+    if k > as_int(max_dim, "max_dim", minimum=1):
+        raise ValueError(f"the minima set has dimension {k} > max_dim = {max_dim} (2k projections would be needed)")
+    T = np.linalg.svd(N, full_matrices=True)[0][:, N.shape[1]:] if N.size else np.eye(problem.dim)
+    delta = step * (1.0 + np.linalg.norm(x_star))
+    columns = []
+    for t in T.T:
+        plus, minus = (problem.project_to_minima(x_star + s * delta * t) for s in (1.0, -1.0))
+        columns.append(T.T @ (_riemannian_gradient(problem, plus) - _riemannian_gradient(problem, minus)) / (2 * delta))
+    H = np.array(columns).T.reshape(k, k)
+    H = (H + H.T) / 2
+    eigenvalues = np.linalg.eigvalsh(H)
+    tol = rtol * max(1.0, float(np.max(np.abs(eigenvalues), initial=0.0)))
+    return TraceCurvature(T, H, eigenvalues, _kind(eigenvalues, tol), tol, 2 * k)
+
+
+def _riemannian_gradient(problem, y):
+    return project_tangent(problem, y, grad_tr_bar(problem, y))
+
+
+def _kind(eigenvalues, tol) -> str:
+    if eigenvalues.size and np.all(eigenvalues > tol):
+        return "minimum"
+    if eigenvalues.size and np.all(eigenvalues < -tol):
+        return "maximum"
+    return "saddle" if np.any(eigenvalues > tol) and np.any(eigenvalues < -tol) else "degenerate"
+
+
+def _tangent_dim(problem, x_star) -> int:
+    return problem.dim - problem.normal_basis(x_star).shape[1]
 
 
 

@@ -14,7 +14,7 @@ from flatref import (
     tr_bar,
 )
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression
-from flatref.testing import points
+from flatref.testing import check_derivatives, points
 
 EX1 = Example1()
 
@@ -139,3 +139,45 @@ def test_flatness_along_a_run_matches_pointwise_reports():
     np.testing.assert_array_equal(from_array.tr_bar, path.tr_bar)
     with pytest.raises(ValueError, match="trajectory must hold points of length 2"):
         flatness_along(EX1, np.ones((3, 5)))
+
+
+# ------------------------------------------- second order along X*: tell a flattest point from a sharpest one
+def test_the_curvature_of_the_trace_along_example1s_minima_has_its_closed_form():
+    from flatref.flatness import trace_curvature
+
+    # on X*, γ(s) = (e^s, e^−s): tr̄ = 2 cosh 2s, d²tr̄/ds² = 8 and |γ′| = √2, so 8/2 = 4 per unit arclength
+    for sign in (1.0, -1.0):
+        curvature = trace_curvature(Example1(), [sign, sign])
+        assert curvature.kind == "minimum" and curvature.hessian.shape == (1, 1)
+        assert curvature.eigenvalues[0] == pytest.approx(4.0, rel=1e-6)  # central differences: O(δ²) ≈ 1e-7
+        assert curvature.projections == 2
+
+
+def test_definition_3_holds_at_both_ends_of_an_ellipse_and_the_curvature_tells_them_apart():
+    from ellipse import Ellipse
+
+    problem = Ellipse(a=2.0, b=1.0)  # tr̄ = cos²θ/4 + sin²θ at (2 cos θ, sin θ)
+    assert check_derivatives(problem, [0.7, -1.3]).passed
+    flattest = flatness_report(problem, [2.0, 0.0], eps=1e-3, eps_prime=1e-3)
+    sharpest = flatness_report(problem, [0.0, 1.0], eps=1e-3, eps_prime=1e-3)
+    assert flattest.is_flat and sharpest.is_flat  # Definition 3 is first order: both are stationary
+    assert (flattest.kind, sharpest.kind) == ("minimum", "maximum")
+    # d²tr̄/dθ² = 3/2 at θ = 0 (speed |dx/dθ| = 1) and −3/2 at θ = π/2 (speed 2): −3/8 per unit arclength²
+    assert flattest.curvature.eigenvalues[0] == pytest.approx(1.5, rel=1e-5)
+    assert sharpest.curvature.eigenvalues[0] == pytest.approx(-0.375, rel=1e-5)
+    assert "kind=maximum" in repr(sharpest)
+
+
+def test_the_curvature_is_optional_and_checks_its_input():
+    from flatref.flatness import trace_curvature
+
+    assert flatness_report(Example1(), [1.0, 1.0], eps=1e-3, eps_prime=1e-3, curvature=False).kind is None
+    assert flatness_report(Example1(), [1.0, -1.0], eps=1e-3, eps_prime=1e-3).kind is None  # a saddle: no limit
+    with pytest.raises(TypeError, match="problem must be a flatref Problem"):
+        trace_curvature(None, [1.0, 1.0])
+    with pytest.raises(ValueError, match="step must be positive"):
+        trace_curvature(Example1(), [1.0, 1.0], step=0.0)
+    problem = LinearRegression.random(2, 5, rng=0)  # X* is a 3-dimensional affine space
+    with pytest.raises(ValueError, match="dimension 3 > max_dim = 2"):
+        trace_curvature(problem, problem.random_minimum(0), max_dim=2)
+    assert trace_curvature(problem, problem.random_minimum(0)).kind == "degenerate"  # tr̄ is constant on X*
