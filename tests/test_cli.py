@@ -40,7 +40,7 @@ def test_figures_quick_writes_every_png_and_csv(tmp_path, capsys):
     import csv
 
     assert main(["figures", "--quick", "--out", str(tmp_path)]) == 0
-    for name in ("example1", "network", "batch", "sensing"):
+    for name in ("example1", "network", "batch", "sensing", "limit_flow"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / f"{name}.csv").stat().st_size > 100
     with open(tmp_path / "network.csv") as handle:

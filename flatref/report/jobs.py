@@ -19,7 +19,7 @@ FIGURES = {
     "network": (recipes.network_runs, network_figure, 3000),
     "batch": (recipes.batch_runs, batch_figure, 2000),
     "sensing": (recipes.sensing_runs, sensing_figure, 3000),
-    "limit_flow": (collapse.collapse_runs, limit_flow_figure, 2000),
+    "limit_flow": (collapse.collapse_runs, limit_flow_figure, collapse.FULL_STEPS),
 }
 
 
