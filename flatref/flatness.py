@@ -96,7 +96,7 @@ class FlatnessReport:
         is_flat: ``‖∇f(x)‖ ≤ ε`` and ``metric ≤ ε′``, and the flow converged to a minimum (Definition 3
             as the paper states it: first order, so it holds at a maximum of ``tr̄`` along ``X*`` too).
         curvature: the :class:`TraceCurvature` of ``tr̄`` along ``X*`` at ``x*`` (second order: it tells a
-            flattest point from a sharpest one), or ``None`` without a limit or when not asked.
+            flattest point from a sharpest one) where the metric is at most ``ε′``; else ``None``.
     """
 
     grad_norm: float
@@ -156,7 +156,7 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps: the gradient tolerance ``ε ≥ 0``.
         eps_prime: the stationarity tolerance ``ε′ ≥ 0``.
         throw: raise :class:`~flatref.errors.LimitMapError` instead of reporting a failed flow.
-        curvature: also compute :func:`trace_curvature` at ``x*`` (where ``dim X* ≤ 200``).
+        curvature: also compute :func:`trace_curvature` at ``x*`` where ``metric ≤ ε′`` and ``dim X* ≤ 200``.
         **limit_options: passed to :func:`~flatref.flow.limit_map`.
 
     Examples:
@@ -189,7 +189,8 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps=eps,
         eps_prime=eps_prime,
         is_flat=grad_norm <= eps and metric <= eps_prime,
-        curvature=trace_curvature(problem, x_star) if curvature and _tangent_dim(problem, x_star) <= 200 else None,
+        curvature=(trace_curvature(problem, x_star) if curvature and metric <= eps_prime
+                   and _tangent_dim(problem, x_star) <= 200 else None),  # fmt: skip
     )
 
 
