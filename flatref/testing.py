@@ -19,7 +19,9 @@ two independent ways, along random unit directions ``v``:
    about ``1e-10`` relative on well-scaled problems, so the default tolerance
    ``1e-6`` is far above the noise and far below any real mistake.
 
-The strategies (:func:`problems`, :func:`points`, :func:`points_near_minima`) need
+:func:`check_lemmas` runs the paper's lemmas as checks at a minimum of any problem
+(:mod:`flatref.lemma_checks`). The strategies (:func:`problems`, :func:`points`,
+:func:`points_near_minima`) take the built-in families or a factory of your own; they need
 hypothesis, which is imported only when they are called.
 """
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from ._validation import as_int, as_positive, as_vector, bounded_norm, check_problem, make_rng
 from .errors import NonFiniteError
+from .lemma_checks import LemmaCheck, LemmaReport, check_lemmas  # noqa: F401  (the lemma checks live there)
 from .problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, Problem
 
 _EPS = np.finfo(float).eps
@@ -239,6 +242,8 @@ FAMILIES = (Example1, LinearRegression, DiagonalLinearNetwork, MatrixSensing)
 def small_problem(family, seed: int, size: int = 0):
     """A small random instance of ``family``; ``size`` (0, 1, 2, …) grows it a little.
 
+    ``family`` is one of :data:`FAMILIES` or a factory of your own, ``factory(seed, size) -> Problem``.
+
     Examples:
         >>> [small_problem(family, seed=0, size=1).dim for family in FAMILIES]  # 2; D = n + 2 = 4; 2D; n·r = 3·2
         [2, 4, 8, 6]
@@ -255,11 +260,13 @@ def small_problem(family, seed: int, size: int = 0):
         return DiagonalLinearNetwork.random(n, n + 2, sparsity=1, rng=seed)
     if family is MatrixSensing:
         return MatrixSensing.random(2 + size, 2, 1, n + 1, rng=seed)
-    raise TypeError(f"family must be one of {[f.__name__ for f in FAMILIES]}, got {family!r}")
+    if callable(family) and family not in FAMILIES and not isinstance(family, type):
+        return check_problem(family(seed, size), "the factory's result")
+    raise TypeError(f"family must be one of {[f.__name__ for f in FAMILIES]} or a factory(seed, size), got {family!r}")
 
 
 def problems(families=FAMILIES, max_size: int = 2):
-    """Hypothesis strategy: small random instances of the given families.
+    """Hypothesis strategy: small random instances of the given families (or factories, see :func:`small_problem`).
 
     Examples:
         >>> from hypothesis import given, settings
@@ -294,10 +301,11 @@ def points(problem: Problem, scale: float = 2.0):
     return arrays(np.float64, problem.dim, elements=st.floats(-scale, scale, allow_nan=False, allow_infinity=False))
 
 
-def points_near_minima(problem: Problem, max_distance: float = 1e-2):
+def points_near_minima(problem: Problem, max_distance: float = 1e-2, minimum=None):
     """Hypothesis strategy: ``x* + t·e`` near the minima set.
 
-    ``x* = problem.random_minimum(seed)``, ``e`` is a random unit vector and ``0 ≤ t ≤ max_distance``.
+    ``x* = minimum(rng)`` (default ``problem.random_minimum``: pass your own where the problem does
+    not know its minima), ``e`` is a random unit vector and ``0 ≤ t ≤ max_distance``.
 
     Examples:
         >>> from hypothesis import given, settings
@@ -311,7 +319,7 @@ def points_near_minima(problem: Problem, max_distance: float = 1e-2):
 
     def build(seed, t):
         rng = make_rng(seed)
-        x_star = problem.random_minimum(rng)
+        x_star = (problem.random_minimum if minimum is None else minimum)(rng)
         e = rng.standard_normal(problem.dim)
         return x_star + t * e / np.linalg.norm(e)
 

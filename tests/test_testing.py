@@ -145,3 +145,49 @@ def _design():
 def _sensing():
     problem = MatrixSensing.random(3, 2, 1, 4, rng=0)
     return problem.A, problem.y, problem.r
+
+
+# ------------------------------------------------------------------------- the lemma checks (issue 13)
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.__name__ for f in FAMILIES])
+def test_check_lemmas_passes_on_every_family(family):
+    from flatref.testing import check_lemmas
+
+    problem = small_problem(family, 0, 1)
+    report = check_lemmas(problem, problem.random_minimum(1))
+    assert report.passed, str(report)
+    assert [c.name for c in report.checks if c.applicable][:2] == ["eq. (16)", "Lemma 1"]
+
+
+def test_check_lemmas_catches_a_wrong_trace_gradient_and_a_wrong_hessian():
+    from flatref.testing import check_lemmas
+
+    class WrongTrace(Example1):
+        def _grad_trace_hess(self, x):
+            return 1.01 * super()._grad_trace_hess(x)
+
+    class WrongHessian(Example1):
+        def _hess(self, x):
+            return 1.01 * super()._hess(x)
+
+    failed = {c.name for c in check_lemmas(WrongTrace(), [2.0, 0.5]).checks if not c.passed}
+    assert "eq. (16)" in failed
+    failed = {c.name for c in check_lemmas(WrongHessian(), [2.0, 0.5]).checks if not c.passed}
+    assert "eq. (31)" in failed
+    with pytest.raises(ValueError, match="x_star must be a minimum"):
+        check_lemmas(Example1(), [2.0, 1.0])
+
+
+def test_the_strategies_take_a_factory_of_your_own():
+    from hypothesis import given, settings
+
+    def factory(seed, size):
+        return LinearRegression.random(2 + size, 5 + size, rng=seed)
+
+    @settings(max_examples=5, database=None, derandomize=True, deadline=None)
+    @given(problems(families=(factory,), max_size=1))
+    def built(problem):
+        assert isinstance(problem, LinearRegression) and problem.dim in (5, 6)
+
+    built()
+    with pytest.raises(TypeError, match="the factory's result must be a flatref Problem"):
+        small_problem(lambda seed, size: None, 0)
