@@ -11,7 +11,15 @@ The core (this namespace) never imports the layers above it:
 from . import problems, testing, theory
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
 from .driver import Trajectory, run
-from .errors import ConvergenceError, FlatrefError, LimitMapError, NonFiniteError, StatusError
+from .errors import (
+    CertificateError,
+    ConvergenceError,
+    FlatrefError,
+    LimitMapError,
+    MissingExtraError,
+    NonFiniteError,
+    StatusError,
+)
 from .flatness import (
     FlatnessPath,
     FlatnessReport,
@@ -56,6 +64,8 @@ __all__ = [
     "NonFiniteError",
     "StatusError",
     "LimitMapError",
+    "CertificateError",
+    "MissingExtraError",
     "limit_map",
     "LimitPoint",
     "limit_jacobian",

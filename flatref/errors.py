@@ -96,3 +96,32 @@ class LimitMapError(StatusError):
     @property
     def limit_point(self):
         return self.result
+
+
+class MissingExtraError(ImportError, NotImplementedError):
+    """An optional dependency is not installed; the message names the extra that installs it.
+
+    It is also a ``NotImplementedError``: an answer that needs the extra is then unknown,
+    as where no closed form exists, so :func:`~flatref.flatness.flattest_trace` returns
+    ``None`` rather than failing in an environment without the extra.
+
+    Examples:
+        >>> err = MissingExtraError("needs cvxpy: pip install 'flatref[sdp]'", name="cvxpy")
+        >>> isinstance(err, ImportError), isinstance(err, NotImplementedError), err.name
+        (True, True, 'cvxpy')
+    """
+
+
+class CertificateError(FlatrefError, NotImplementedError):
+    """A convex program did not certify a flattest minimum of the problem.
+
+    Raised, e.g., by :meth:`~flatref.problems.MatrixSensing.flat_minima` when the
+    semidefinite program's solution has rank above ``r`` (no factor ``U ∈ R^{n×r}``
+    attains it), when it is infeasible, or when the computed duality gap is too large.
+    It is also a ``NotImplementedError``: the flattest minimum is then not known, and
+    :func:`~flatref.flatness.flattest_trace` returns ``None``.
+
+    Examples:
+        >>> issubclass(CertificateError, FlatrefError), issubclass(CertificateError, NotImplementedError)
+        (True, True)
+    """

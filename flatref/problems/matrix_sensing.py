@@ -16,6 +16,11 @@ The trace needs no sum over samples at run time. With ``Q = Σ_i A_i²``,
 ``tr∇²f = (4/m) Σ_i ‖A_iU‖² + (2r/m) Σ_i s_i t_i = ⟨K, UUᵀ⟩ − (2r/m) yᵀt``,
 ``K = (4Q + 2rT)/m``, hence ``∇ tr∇²f = 2KU``: ``O(n²r)`` flops, less than one gradient
 (``O(mn² + n²r)``).
+
+On ``X*`` (all ``s_i = 0``) the trace is ``(4/m)⟨Q, UUᵀ⟩``, linear in ``M = UUᵀ``, so the
+semidefinite program ``min (4/m)⟨Q, M⟩ s.t. ⟨A_i, M⟩ = y_i, M ⪰ 0`` bounds it from below; a
+solution of rank ``≤ r`` is a certified flattest minimum (:meth:`MatrixSensing.flattest_minimum`,
+needs the ``sdp`` extra: cvxpy).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng, require_finite
+from ..errors import CertificateError
+from ._sdp import FlattestMinimum, flattest_minimum
 from .base import TrainingLoss
 
 
@@ -68,6 +75,7 @@ class MatrixSensing(TrainingLoss):
         self._A = frozen_copy((A + A.transpose(0, 2, 1)) / 2)
         self._A_flat = self._A.reshape(m, n * n)
         self.M_star = None if M_star is None else frozen_copy(self._check_truth(M_star))
+        self._flattest = {}  # the semidefinite program's certified solution (or its failure), on first request
         # Precomputed for the trace: tr∇²f = ⟨K, UUᵀ⟩ + trace_offset.
         with np.errstate(all="ignore"):
             t = np.trace(self._A, axis1=1, axis2=2)
@@ -306,3 +314,73 @@ class MatrixSensing(TrainingLoss):
                 "likely the only PSD interpolant, so no minimum is sharper than another (use fewer measurements)"
             )
         return x
+
+    def flattest_minimum(self, *, solver: str = "SCS", rank_tol: float = 1e-6,
+                         gap_tol: float = 1e-8) -> FlattestMinimum:  # fmt: skip
+        """The certified global flattest minimum, from the SDP ``min ⟨C, M⟩ s.t. ⟨A_i, M⟩ = y_i, M ⪰ 0``.
+
+        On ``X*`` the trace is ``tr∇²f = ⟨C, UUᵀ⟩`` with ``C = (4/m) Σ_i A_i²``, and the factors
+        of ``X*`` give exactly ``{M ⪰ 0 : rank M ≤ r, ⟨A_i, M⟩ = y_i}``. The SDP drops the rank,
+        so its value bounds the trace at every interpolating minimum from below; a solution of
+        rank ``≤ r`` is attained by a factor ``U``: the flattest minimum, certified. It is the
+        truth ``UUᵀ = M*`` exactly when ``M*`` solves the SDP (see docs/theory.md §5).
+        The solver's ``M`` is polished onto ``X*`` and the bound recomputed from its dual
+        (:mod:`flatref.problems._sdp`); one program per setting, cached.
+
+        Args:
+            solver: ``"SCS"`` or ``"CLARABEL"`` (through cvxpy, at tolerances ``1e-12``).
+            rank_tol: eigenvalues of ``M`` below ``rank_tol · λ_max`` count as zero. The solvers leave
+                ``1e-12`` (SCS) to ``1e-9`` (Clarabel) of ``λ_max`` in the zero eigenvalues, and
+                those of the solutions seen are above ``1e-2``; a wrong cut shows in the gap.
+            gap_tol: the largest duality gap accepted, relative to ``max(1, tr)``.
+
+        Returns:
+            :class:`~flatref.problems._sdp.FlattestMinimum`: the point, ``M``, the trace and its
+            certificate (duality gap, primal residual, rank, solver status).
+
+        Raises:
+            MissingExtraError: without cvxpy (``pip install 'flatref[sdp]'``).
+            CertificateError: if the SDP's solution has rank above ``r``, the program is infeasible
+                (no PSD ``M`` fits ``y``) or fails, or the gap exceeds ``gap_tol``.
+
+        Examples:
+            >>> p = MatrixSensing.random(10, 4, 1, 18, rng=2)  # the sensing-18 setup with seed 2
+            >>> best = p.flattest_minimum()  # doctest: +SKIP
+            >>> round(best.trace, 2), best.rank, best.duality_gap < 1e-8  # doctest: +SKIP
+            (17.61, 4, True)
+            >>> round(best.recovery_error, 2)  # not the truth  # doctest: +SKIP
+            0.55
+            >>> round(float(p.trace_hess(p.truth_factor().ravel())), 2)  # the truth is sharper
+            19.02
+        """
+        key = (str(solver).upper(), as_positive(rank_tol, "rank_tol"), as_positive(gap_tol, "gap_tol"))
+        if key not in self._flattest:
+            try:
+                self._flattest[key] = flattest_minimum(self, solver=key[0], rank_tol=key[1], gap_tol=key[2])
+            except CertificateError as err:
+                self._flattest[key] = err
+        found = self._flattest[key]
+        if isinstance(found, CertificateError):
+            raise CertificateError(*found.args)
+        return found
+
+    def flat_minima(self, **options) -> tuple[np.ndarray, ...]:
+        """The certified flattest minimum :meth:`flattest_minimum` as a point, ``(x,)``.
+
+        Every ``UR`` with ``RRᵀ = I`` is as flat (the trace depends on ``UUᵀ`` only); one is given.
+
+        Args:
+            **options: ``solver``, ``rank_tol``, ``gap_tol`` of :meth:`flattest_minimum`.
+
+        Raises:
+            MissingExtraError, CertificateError: as :meth:`flattest_minimum`; both are also
+                ``NotImplementedError``, so :func:`~flatref.flatness.flattest_trace` returns ``None``.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = MatrixSensing.random(10, 4, 1, 18, rng=0)  # the README's instance: here flattest is the truth
+            >>> (x,) = p.flat_minima()  # doctest: +SKIP
+            >>> bool(np.allclose(p.outputs(x), p.y)), p.recovery_error(x) < 1e-10  # doctest: +SKIP
+            (True, True)
+        """
+        return (self.flattest_minimum(**options).x.copy(),)
