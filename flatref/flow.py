@@ -413,6 +413,8 @@ class _Flow:
             self.stalled = True
             _, z, t = self._lowest
             return z, t, None, ""
+        except ValueError:  # solve_ivp's event location (brentq) when the dense output disagrees with the step
+            return self._event_failed(threshold)
         z, t = sol.y[:, -1], sol.t[-1]
         if sol.status == -1:
             return z, t, Status.DIVERGED, sol.message
@@ -421,6 +423,13 @@ class _Flow:
             return z, t, Status.DIVERGED, f"|x| exceeded {self.max_norm:.3g}"
         if not sol.t_events[0].size:
             return z, t, Status.MAX_TIME, f"flow time {self.max_time:.3g} reached"
+        return z, t, None, ""
+
+    def _event_failed(self, threshold):
+        """The step that crossed an event ended at the last accepted point: the threshold is reached there,
+        or else the flow is reported stalled at it."""
+        z, t = self._accepted
+        self.stalled = bool(np.linalg.norm(self.grad(z)) > threshold)
         return z, t, None, ""
 
     def _integrate(self, z, t0, threshold, method):

@@ -6,6 +6,8 @@ from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 
 from flatref import (
+    LabelNoiseSGD,
+    run,
     ConvergenceError,
     LimitMapError,
     Status,
@@ -424,3 +426,15 @@ def test_limit_jacobian_at_a_minimum_keeps_tangent_vectors_and_kills_normal_ones
     tangent, normal = np.array([1.0, -1.0]), np.array([1.0, 1.0])  # at (1, 1) X* = {x1 x2 = 1} has tangent (1, −1)
     assert np.allclose(limit_jacobian(EX1, [1.0, 1.0], tangent), tangent, rtol=0, atol=1e-15)  # settled at t = 0
     assert np.allclose(limit_jacobian(EX1, [1.0, 1.0], normal), 0.0, atol=1e-12)
+
+
+def test_a_failed_event_location_is_not_a_scipy_error():
+    # BDF's dense output at a step's end disagreed with the step, and solve_ivp's brentq raised
+    # "f(a) and f(b) must have different signs" from this point (found while certifying issue 15's SDP).
+    from flatref.experiments.recipes import near_sharp_minimum
+
+    problem = MatrixSensing.random(10, 4, 1, 18, rng=2)
+    start, eta = near_sharp_minimum(problem)
+    x = run(problem, LabelNoiseSGD(eta / 2, 0.05), start, steps=600, rng=0).x_last
+    lp = limit_map(problem, x)
+    assert lp.status is Status.CONVERGED and lp.grad_norm <= 1e-8
