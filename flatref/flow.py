@@ -531,8 +531,11 @@ def limit_jacobian(
     state = np.concatenate([x0, W0.ravel()])
     if variational.settled(0.0, state) > 0:  # an event needs a sign change: a settled start is done already
         with np.errstate(all="ignore"):
-            sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,
-                            events=[variational.settled])  # fmt: skip
+            try:
+                sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,
+                                events=[variational.settled])  # fmt: skip
+            except ValueError as err:  # solve_ivp's event location (brentq)
+                raise ConvergenceError(f"the variational equation's integrator failed: {err}") from err
         if sol.status != 1:
             raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
         state = sol.y[:, -1]

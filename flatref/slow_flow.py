@@ -104,6 +104,8 @@ def limit_flow(problem: Problem, x, t_end: float, *, rtol: float = 1e-10, atol: 
         return _result(problem, *field_.accepted, Status.BUDGET, f"{field_.max_evals} evaluations of the field used")
     except (ConvergenceError, NonFiniteError) as err:
         return _result(problem, *field_.accepted, Status.STALLED, f"the field failed: {err}")
+    except ValueError as err:  # solve_ivp's event location (brentq) when its dense output disagrees with a step
+        return _result(problem, *field_.accepted, Status.STALLED, f"the integrator failed: {err}")
     if sol.t_events[0].size:
         t = sol.t_events[0][0]
         return _result(problem, sol.t, sol.y.T, Status.CONVERGED, f"‖P∇tr̄‖ ≤ {metric_tol:g} at flow time {t:.4g}")
