@@ -113,7 +113,7 @@ class FlatnessReport:
 
     @property
     def kind(self) -> str | None:
-        """``minimum``, ``maximum``, ``saddle`` or ``degenerate``: what ``x*`` is for ``tr̄`` along ``X*``, or ``None``."""
+        """``minimum``, ``maximum``, ``saddle``, ``degenerate`` or ``singular``: what ``x*`` is for ``tr̄`` along ``X*``."""
         return None if self.curvature is None else self.curvature.kind
 
     def __repr__(self) -> str:
@@ -203,7 +203,11 @@ class TraceCurvature:
         hessian: the ``k × k`` Hessian of ``u ↦ tr̄(R(x* + Tu))`` at ``u = 0``.
         eigenvalues: its eigenvalues, ascending.
         kind: ``minimum`` (all above ``tol``), ``maximum`` (all below ``−tol``), ``saddle`` (both signs
-            beyond ``tol``) or ``degenerate`` (otherwise).
+            beyond ``tol``), ``degenerate`` (otherwise), or ``singular`` where ``X*`` is not a manifold at
+            ``x*`` (the normal dimension at the retracted points differs from the one at ``x*``, as at a
+            factorization ``UUᵀ`` with zero columns): there the difference quotients mean nothing.
+            Symmetries give zero eigenvalues: on matrix sensing ``tr̄`` depends on ``UUᵀ`` only, so the
+            ``r(r−1)/2`` rotations ``U → UO`` make every minimum ``degenerate``; read ``eigenvalues``.
         tol: the eigenvalue tolerance used for ``kind``.
         projections: the projections onto ``X*`` spent (``2k``).
     """
@@ -254,19 +258,25 @@ def trace_curvature(problem: Problem, x_star, *, step: float = 1e-4, rtol: float
         raise ValueError(f"the minima set has dimension {k} > max_dim = {max_dim} (2k projections would be needed)")
     T = np.linalg.svd(N, full_matrices=True)[0][:, N.shape[1]:] if N.size else np.eye(problem.dim)
     delta = step * (1.0 + np.linalg.norm(x_star))
-    columns = []
+    columns, singular = [], False
     for t in T.T:
-        plus, minus = (problem.project_to_minima(x_star + s * delta * t) for s in (1.0, -1.0))
-        columns.append(T.T @ (_riemannian_gradient(problem, plus) - _riemannian_gradient(problem, minus)) / (2 * delta))
+        (g_plus, n_plus), (g_minus, n_minus) = (
+            _riemannian_gradient(problem, problem.project_to_minima(x_star + s * delta * t)) for s in (1.0, -1.0)
+        )
+        singular |= n_plus != N.shape[1] or n_minus != N.shape[1]
+        columns.append(T.T @ (g_plus - g_minus) / (2 * delta))
     H = np.array(columns).T.reshape(k, k)
     H = (H + H.T) / 2
     eigenvalues = np.linalg.eigvalsh(H)
     tol = rtol * max(1.0, float(np.max(np.abs(eigenvalues), initial=0.0)))
-    return TraceCurvature(T, H, eigenvalues, _kind(eigenvalues, tol), tol, 2 * k)
+    return TraceCurvature(T, H, eigenvalues, "singular" if singular else _kind(eigenvalues, tol), tol, 2 * k)
 
 
 def _riemannian_gradient(problem, y):
-    return project_tangent(problem, y, grad_tr_bar(problem, y))
+    """``P(y)∇tr̄(y)`` and the normal dimension at ``y``."""
+    N = problem.normal_basis(y)
+    g = grad_tr_bar(problem, y)
+    return g - N @ (N.T @ g), N.shape[1]
 
 
 def _kind(eigenvalues, tol) -> str:

@@ -181,3 +181,13 @@ def test_the_curvature_is_optional_and_checks_its_input():
     with pytest.raises(ValueError, match="dimension 3 > max_dim = 2"):
         trace_curvature(problem, problem.random_minimum(0), max_dim=2)
     assert trace_curvature(problem, problem.random_minimum(0)).kind == "degenerate"  # tr̄ is constant on X*
+
+
+def test_the_curvature_says_singular_where_the_minima_set_is_not_a_manifold():
+    from flatref.flatness import trace_curvature
+    from flatref.problems import MatrixSensing
+
+    problem = MatrixSensing.random(4, 3, 1, 6, rng=0)
+    truth = problem.truth_factor()  # rank 1 in r = 3 columns: UUᵀ = M* with two zero columns, a singular point
+    assert trace_curvature(problem, truth.ravel()).kind == "singular"
+    assert trace_curvature(problem, problem.random_minimum(0)).kind != "singular"  # full-rank U: a manifold
