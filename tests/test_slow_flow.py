@@ -118,3 +118,14 @@ def test_label_noise_sgd_collapses_onto_the_slow_flow():
     flow = limit_flow(problem, x0, t_end=4.0)
     gaps = [_gap(problem, LabelNoiseSGD(eta, 0.3), x0, flow, seeds=10) for eta in (0.05, 0.02)]
     assert abs(gaps[1]) < 0.08 * (flow.tr_bar[0] - flow.tr_bar[-1]) and 1.5 < gaps[0] / gaps[1] < 5
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_matrix_sensing_flows_to_the_certified_flattest_minimum(seed):
+    # seed 0: the flattest minimum is the rank-1 truth; seed 2: a rank-4 interpolant flatter than the truth
+    pytest.importorskip("cvxpy")
+    problem = MatrixSensing.random(10, 4, 1, 18, rng=seed)
+    flattest = problem.flattest_minimum()
+    flow = limit_flow(problem, problem.sharp_minimum(), t_end=1e4)
+    assert flow.status is Status.CONVERGED
+    assert flow.tr_bar[-1] * problem.dim == pytest.approx(flattest.trace, rel=1e-9)  # measured: 1e-11
