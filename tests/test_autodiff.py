@@ -142,3 +142,14 @@ def test_without_jax_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", None)
     with pytest.raises(ImportError, match=r"pip install 'flatref\[jax\]'"):
         JaxProblem(lambda x: x @ x, 2)
+
+
+def test_the_readme_s_own_model_section_runs_and_prints_what_it_says(capsys):
+    from pathlib import Path
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```py\n(.*?)```", readme, flags=re.DOTALL)  # the JAX block (```python blocks need no JAX)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "True True" and out[1] == "[2.46 2.08 1.76]"
