@@ -80,13 +80,14 @@ def clocked_methods(problem, eta: float, flow_time: float, steps: int) -> dict:
     return {label: (m, round(flow_time / flow_time_per_step(m, problem))) for label, m in methods.items()}
 
 
-def collapse_runs(steps: int, *, setups=None, gap_seeds: int = GAP_SEEDS, jobs: int | None = None,
+def collapse_runs(steps: int, *, setups=None, gap_seeds: int | None = None, jobs: int | None = None,
                   on_done=None) -> tuple[list[Collapse], GapCurve]:  # fmt: skip
     """The flow and the clocked runs of each of ``setups`` (keys of :data:`FLOW_TIMES`; SA takes ``steps``
     steps), and the gap curve from ``gap_seeds`` seeds per ``η′``.
 
-    ``setups=None`` takes every setup when ``steps ≥ FULL_STEPS`` and leaves ``sensing-18`` out below
-    (the ``--quick`` figures): there ``Φ`` of each early iterate is a stiff flow of up to 60,000 gradients.
+    ``setups=None`` and ``gap_seeds=None`` take every setup and :data:`GAP_SEEDS` seeds when
+    ``steps ≥ FULL_STEPS``; below (the ``--quick`` figures) they leave ``sensing-18`` out, whose ``Φ``
+    of each early iterate is a stiff flow of up to 60,000 gradients, and use 3 seeds.
 
     Examples:
         >>> collapses, gap = collapse_runs(steps=100, setups=("example1",), gap_seeds=2, jobs=1)
@@ -97,8 +98,9 @@ def collapse_runs(steps: int, *, setups=None, gap_seeds: int = GAP_SEEDS, jobs: 
         >>> round(tau, 12), round(float(abs(sa.path.tr_bar[-1] - example1.flow.tr_bar[-1])), 1)
         (0.01, 0.0)
     """
-    if setups is None:
-        setups = tuple(FLOW_TIMES) if steps >= FULL_STEPS else QUICK_SETUPS
+    full = steps >= FULL_STEPS
+    setups = (tuple(FLOW_TIMES) if full else QUICK_SETUPS) if setups is None else setups
+    gap_seeds = (GAP_SEEDS if full else 3) if gap_seeds is None else gap_seeds
     unknown = set(setups) - set(FLOW_TIMES)
     if unknown:
         raise ValueError(f"setups must be among {sorted(FLOW_TIMES)}, got {sorted(unknown)}")
