@@ -23,6 +23,7 @@ from .errors import (
 from .flatness import (
     FlatnessPath,
     FlatnessReport,
+    TraceCurvature,
     flatness_along,
     flatness_report,
     flattest_trace,
@@ -30,6 +31,7 @@ from .flatness import (
     metric_at_minimum,
     stationarity_metric,
     tr_bar,
+    trace_curvature,
 )
 from .flow import LimitPoint, limit_jacobian, limit_map
 from .geometry import normal_basis, proj_out, project_tangent, tangent_projector
@@ -83,6 +85,8 @@ __all__ = [
     "FlatnessPath",
     "FlatnessReport",
     "flattest_trace",
+    "trace_curvature",
+    "TraceCurvature",
     "Problem",
     "TrainingLoss",
     "Example1",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_array, as_int, as_nonnegative, as_positive, as_vector, check_problem
+from ._validation import as_array, as_int, as_nonnegative, as_positive, as_vector, check_problem, require_finite
 from .flow import LimitPoint, limit_map
 from .geometry import project_tangent
 from .problems import Problem
@@ -58,7 +58,7 @@ def metric_at_minimum(problem: Problem, x_star) -> float:
         0.0
     """
     check_problem(problem)
-    return float(np.linalg.norm(project_tangent(problem, x_star, grad_tr_bar(problem, x_star))))
+    return _norm(project_tangent(problem, x_star, grad_tr_bar(problem, x_star)))
 
 
 def stationarity_metric(problem: Problem, x, **limit_options) -> float:
@@ -96,7 +96,8 @@ class FlatnessReport:
         is_flat: ``‖∇f(x)‖ ≤ ε`` and ``metric ≤ ε′``, and the flow converged to a minimum (Definition 3
             as the paper states it: first order, so it holds at a maximum of ``tr̄`` along ``X*`` too).
         curvature: the :class:`TraceCurvature` of ``tr̄`` along ``X*`` at ``x*`` (second order: it tells a
-            flattest point from a sharpest one) where the metric is at most ``ε′``; else ``None``.
+            flattest point from a sharpest one) where the metric is at most ``ε′`` and ``dim X* ≤ 200``;
+            else ``None``.
     """
 
     grad_norm: float
@@ -113,7 +114,7 @@ class FlatnessReport:
 
     @property
     def kind(self) -> str | None:
-        """``minimum``, ``maximum``, ``saddle``, ``degenerate`` or ``singular``: what ``x*`` is for ``tr̄`` along ``X*``."""
+        """What ``x*`` is for ``tr̄`` along ``X*`` (:attr:`TraceCurvature.kind`), or ``None`` without a curvature."""
         return None if self.curvature is None else self.curvature.kind
 
     def __repr__(self) -> str:
@@ -143,12 +144,18 @@ def flattest_trace(problem: Problem) -> float | None:
     return min(float(problem.trace_hess(m)) for m in minima)
 
 
+#: The largest ``dim X*`` for which :func:`trace_curvature` runs by default (``2 dim X*`` projections).
+MAX_CURVATURE_DIM = 200
+
+
 def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw: bool = False,
                     curvature: bool = True, **limit_options) -> FlatnessReport:  # fmt: skip
     """Is ``x`` an ``(ε, ε′)``-flat minimum (Definition 3)? With the numbers that decide it.
 
     A point whose flow does not converge to a minimum (a saddle, divergence, time
-    out) is never reported flat, and its limit-dependent fields are ``None``.
+    out) is never reported flat, and its limit-dependent fields are ``None``. ``is_flat`` is
+    Definition 3 exactly as the paper states it, a first-order test; ``kind`` adds the second
+    order (docs/theory.md §2.3): is ``x*`` a minimum, maximum or saddle of ``tr̄`` along ``X*``?
 
     Args:
         problem: the loss.
@@ -156,8 +163,14 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps: the gradient tolerance ``ε ≥ 0``.
         eps_prime: the stationarity tolerance ``ε′ ≥ 0``.
         throw: raise :class:`~flatref.errors.LimitMapError` instead of reporting a failed flow.
-        curvature: also compute :func:`trace_curvature` at ``x*`` where ``metric ≤ ε′`` and ``dim X* ≤ 200``.
+        curvature: also compute :func:`trace_curvature` at ``x*`` where ``metric ≤ ε′`` (a stationary
+            point of ``tr̄`` on ``X*``, where the curvature is intrinsic) and ``dim X* ≤ 200``; else
+            ``curvature`` is ``None``.
         **limit_options: passed to :func:`~flatref.flow.limit_map`.
+
+    Raises:
+        ValueError: where a number at ``x`` or ``x*`` overflows float64 (never a ``converged`` report
+            with an infinite or NaN metric or trace).
 
     Examples:
         >>> from flatref.problems import Example1
@@ -170,13 +183,15 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
     check_problem(problem)
     x = as_vector(x, problem.dim)
     eps, eps_prime = as_nonnegative(eps, "eps"), as_nonnegative(eps_prime, "eps_prime")
-    grad_norm = float(np.linalg.norm(problem.grad(x)))
+    grad_norm = _norm(problem.grad(x))
+    require_finite(grad_norm, "x", "‖∇f(x)‖")
     limit = limit_map(problem, x, throw=throw, **limit_options)
     if not limit.success:
         return FlatnessReport(grad_norm, limit, None, None, None, None, None, eps, eps_prime, False)
     x_star = limit.x
     metric = metric_at_minimum(problem, x_star)
     trace_star = float(problem.trace_hess(x_star))
+    require_finite((metric, trace_star), "x", "the metric and the trace at Φ(x)")
     flattest = flattest_trace(problem)
     return FlatnessReport(
         grad_norm=grad_norm,
@@ -189,9 +204,15 @@ def flatness_report(problem: Problem, x, eps: float, eps_prime: float, *, throw:
         eps=eps,
         eps_prime=eps_prime,
         is_flat=grad_norm <= eps and metric <= eps_prime,
-        curvature=(trace_curvature(problem, x_star) if curvature and metric <= eps_prime
-                   and _tangent_dim(problem, x_star) <= 200 else None),  # fmt: skip
+        curvature=_curvature_if_stationary(problem, x_star, curvature and metric <= eps_prime),
     )
+
+
+def _curvature_if_stationary(problem, x_star, wanted: bool):
+    """:func:`trace_curvature` at ``x_star`` if ``wanted`` and ``dim X* ≤ MAX_CURVATURE_DIM``, else ``None``."""
+    if not wanted or problem.dim - problem.normal_basis(x_star).shape[1] > MAX_CURVATURE_DIM:
+        return None
+    return trace_curvature(problem, x_star)
 
 
 @dataclass(frozen=True)
@@ -200,16 +221,23 @@ class TraceCurvature:
 
     Attributes:
         basis: an orthonormal basis ``T`` (``d × k``) of the tangent space of ``X*`` at ``x*``.
-        hessian: the ``k × k`` Hessian of ``u ↦ tr̄(R(x* + Tu))`` at ``u = 0``.
+        hessian: the ``k × k`` Hessian of ``u ↦ tr̄(R(x* + Tu))`` at ``u = 0`` (per unit arclength²).
         eigenvalues: its eigenvalues, ascending.
         kind: ``minimum`` (all above ``tol``), ``maximum`` (all below ``−tol``), ``saddle`` (both signs
-            beyond ``tol``), ``degenerate`` (otherwise), or ``singular`` where ``X*`` is not a manifold at
-            ``x*`` (the normal dimension at the retracted points differs from the one at ``x*``, as at a
-            factorization ``UUᵀ`` with zero columns): there the difference quotients mean nothing.
+            beyond ``tol``), ``degenerate`` (otherwise: some eigenvalue within ``tol`` of 0, or ``k = 0``),
+            or ``singular`` where ``X*`` is not a manifold at ``x*`` (the normal dimension at the
+            retracted points differs from the one at ``x*``, as at a factorization ``UUᵀ`` with zero
+            columns or a diagonal network with zero weights): there the difference quotients mean nothing.
             Symmetries give zero eigenvalues: on matrix sensing ``tr̄`` depends on ``UUᵀ`` only, so the
             ``r(r−1)/2`` rotations ``U → UO`` make every minimum ``degenerate``; read ``eigenvalues``.
         tol: the eigenvalue tolerance used for ``kind``.
         projections: the projections onto ``X*`` spent (``2k``).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> c = trace_curvature(Example1(), [1.0, 1.0])
+        >>> c.basis.shape, c.hessian.shape, c.projections, c.kind
+        ((2, 1), (1, 1), 2, 'minimum')
     """
 
     basis: np.ndarray = field(repr=False)
@@ -220,28 +248,47 @@ class TraceCurvature:
     projections: int
 
 
-def trace_curvature(problem: Problem, x_star, *, step: float = 1e-4, rtol: float = 1e-6,
-                    max_dim: int = 200) -> TraceCurvature:  # fmt: skip
-    """The curvature of ``tr̄`` along the minima set at ``x_star`` (docs/theory.md §2.3).
+def trace_curvature(problem: Problem, x_star, *, step: float = 1e-5, rtol: float = 1e-6,
+                    max_dim: int = MAX_CURVATURE_DIM) -> TraceCurvature:  # fmt: skip
+    """The curvature of ``tr̄`` along the minima set at ``x_star`` (docs/theory.md §2.3, §6.8).
 
-    Column ``j`` of the tangent Hessian is a central difference of the Riemannian gradient
-    ``G(y) = P(y)∇tr̄(y)`` at the retracted points ``y± = R(x* ± δ T e_j)`` (``R`` the problem's
-    projection onto ``X*``, whose Jacobian at ``x*`` is the tangent projector):
-    ``H e_j ≈ Tᵀ(G(y+) − G(y−))/(2δ)``. The curvature terms of the retraction are even in ``δ`` and
-    cancel; at a critical point of ``tr̄`` on ``X*`` (metric 0) the result is intrinsic, the same
-    for any retraction. ``δ = step·(1 + ‖x*‖)``: truncation ``O(δ²)`` and rounding (with the
-    projections' ``1e-13``) ``O(1e-13/δ)`` are both about ``1e-9``, far below ``rtol``.
+    Definition 3 is first order: its metric vanishes at every stationary point of ``tr̄`` on ``X*``,
+    the sharpest as well as the flattest. This is the second order. With ``T`` an orthonormal basis
+    of the tangent space (the complement of ``problem.normal_basis(x*)``) and ``R`` the problem's
+    projection onto ``X*`` (:meth:`~flatref.problems.Problem.project_to_minima`, a retraction whose
+    Jacobian at ``x*`` is the tangent projector), the result is the Hessian of ``u ↦ tr̄(R(x* + Tu))``
+    at ``u = 0``. Column ``j`` is a central difference of the Riemannian gradient
+    ``G(y) = P(y)∇tr̄(y)`` at ``y± = R(x* ± δ T e_j)``: ``H e_j ≈ Tᵀ(G(y+) − G(y−))/(2δ)``, then
+    ``H ← (H + Hᵀ)/2``. The curvature terms of ``R`` are ``O(|u|²)`` and even in ``u``, so they cancel
+    in central differences. At a critical point of ``tr̄`` on ``X*`` (metric 0) the Hessian is
+    intrinsic: the same for every retraction, and the same as the second derivative of ``tr̄`` along
+    any curve in ``X*`` with unit speed. Elsewhere it depends on ``R``.
+
+    Step and tolerance: ``δ = step · L``, with ``L = ‖x*‖`` (1 at the origin) the length scale of
+    ``x*``. The truncation error is ``O((δ/L)²)`` relative; the rounding error is ``O(ε_mach/δ)``,
+    because the projections are Newton iterations that converge to rounding. With ``step = 1e-5``
+    both are at most about ``1e-9`` of the curvature on flatref's problems. An eigenvalue counts as
+    zero when it is within ``tol = rtol · s`` of 0, where ``s`` is the larger of ``max|λ|`` and the
+    curvature scale ``max(‖∇tr̄(x*)‖/L, |tr̄(x*)|/L²)``. So the kind does not change when ``f`` or
+    ``x`` is rescaled, and ``rtol = 1e-6`` is about 1000 times the difference error.
 
     Args:
         problem: the loss.
         x_star: a point of ``X*``.
-        step: the relative difference step ``δ``.
-        rtol: eigenvalues within ``rtol · max(1, max|λ|)`` of zero make the point ``degenerate``.
-        max_dim: refuse when ``dim X* = k`` exceeds it (``2k`` projections).
+        step: the relative difference step (``δ`` above).
+        rtol: the relative eigenvalue tolerance for ``kind``.
+        max_dim: refuse when ``k = dim X*`` exceeds it. The cost is ``2k`` projections and ``2k``
+            normal bases, so ``k`` in the thousands would take minutes.
+
+    Returns:
+        A :class:`TraceCurvature`.
 
     Raises:
-        ValueError: when ``dim X* > max_dim``.
-        ConvergenceError: when a projection onto ``X*`` fails.
+        TypeError: when ``problem`` is not a flatref Problem or ``x_star`` is not a real vector.
+        ValueError: when ``x_star`` has the wrong shape or is not finite, ``step``, ``rtol`` or
+            ``max_dim`` are invalid, when ``dim X* > max_dim``, or when the Hessian overflows float64.
+        ConvergenceError: propagated unchanged when a projection onto ``X*`` fails (``x_star`` too
+            far from ``X*``, or the projection is refused at negative curvature).
 
     Examples:
         >>> from flatref.problems import Example1
@@ -252,24 +299,33 @@ def trace_curvature(problem: Problem, x_star, *, step: float = 1e-4, rtol: float
     check_problem(problem)
     x_star = as_vector(x_star, problem.dim, "x_star")
     step, rtol = as_positive(step, "step"), as_positive(rtol, "rtol")
+    max_dim = as_int(max_dim, "max_dim", minimum=1)
     N = problem.normal_basis(x_star)
     k = problem.dim - N.shape[1]
-    if k > as_int(max_dim, "max_dim", minimum=1):
+    if k > max_dim:
         raise ValueError(f"the minima set has dimension {k} > max_dim = {max_dim} (2k projections would be needed)")
     T = np.linalg.svd(N, full_matrices=True)[0][:, N.shape[1]:] if N.size else np.eye(problem.dim)
-    delta = step * (1.0 + np.linalg.norm(x_star))
+    H, singular = _hessian_by_differences(problem, x_star, T, N.shape[1], step * _length(x_star))
+    require_finite(H, "x_star", "the tangent Hessian of tr̄")
+    eigenvalues = np.linalg.eigvalsh(H)
+    tol = rtol * max(float(np.max(np.abs(eigenvalues), initial=0.0)), _curvature_scale(problem, x_star))
+    return TraceCurvature(T, H, eigenvalues, "singular" if singular else _kind(eigenvalues, tol), tol, 2 * k)
+
+
+def _hessian_by_differences(problem, x_star, T, normal_dim, delta):
+    """``Tᵀ(G(R(x* + δt)) − G(R(x* − δt)))/(2δ)`` for each column ``t`` of ``T``, symmetrized.
+
+    Also returns whether the normal dimension changed at some retracted point (``X*`` not a manifold).
+    """
     columns, singular = [], False
     for t in T.T:
         (g_plus, n_plus), (g_minus, n_minus) = (
             _riemannian_gradient(problem, problem.project_to_minima(x_star + s * delta * t)) for s in (1.0, -1.0)
         )
-        singular |= n_plus != N.shape[1] or n_minus != N.shape[1]
+        singular |= n_plus != normal_dim or n_minus != normal_dim
         columns.append(T.T @ (g_plus - g_minus) / (2 * delta))
-    H = np.array(columns).T.reshape(k, k)
-    H = (H + H.T) / 2
-    eigenvalues = np.linalg.eigvalsh(H)
-    tol = rtol * max(1.0, float(np.max(np.abs(eigenvalues), initial=0.0)))
-    return TraceCurvature(T, H, eigenvalues, "singular" if singular else _kind(eigenvalues, tol), tol, 2 * k)
+    H = np.array(columns).T.reshape(T.shape[1], T.shape[1])
+    return (H + H.T) / 2, singular
 
 
 def _riemannian_gradient(problem, y):
@@ -277,6 +333,17 @@ def _riemannian_gradient(problem, y):
     N = problem.normal_basis(y)
     g = grad_tr_bar(problem, y)
     return g - N @ (N.T @ g), N.shape[1]
+
+
+def _length(x_star) -> float:
+    """The length scale ``L`` of ``x*``: ``‖x*‖``, or 1 at the origin."""
+    return _norm(x_star) or 1.0
+
+
+def _curvature_scale(problem, x_star) -> float:
+    """``max(‖∇tr̄(x*)‖/L, |tr̄(x*)|/L²)``: the size a curvature of ``tr̄`` has at ``x*``."""
+    length = _length(x_star)
+    return max(_norm(grad_tr_bar(problem, x_star)) / length, abs(tr_bar(problem, x_star)) / length**2)
 
 
 def _kind(eigenvalues, tol) -> str:
@@ -287,9 +354,11 @@ def _kind(eigenvalues, tol) -> str:
     return "saddle" if np.any(eigenvalues > tol) and np.any(eigenvalues < -tol) else "degenerate"
 
 
-def _tangent_dim(problem, x_star) -> int:
-    return problem.dim - problem.normal_basis(x_star).shape[1]
-
+def _norm(v) -> float:
+    """``‖v‖`` scaled by ``max|v_i|`` first, so it is finite for every finite ``v`` whose norm is."""
+    v = np.asarray(v)
+    scale = float(np.max(np.abs(v), initial=0.0))
+    return scale * float(np.linalg.norm(v / scale)) if 0.0 < scale < np.inf else scale
 
 
 @dataclass(frozen=True)
@@ -358,7 +427,7 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit
         trace_gap=None if flattest is None else values[:, 0] - flattest,
         metric=values[:, 1],
         status=tuple(limit.status for limit in limits),
-        x_star=np.array([limit.x for limit in limits]),
+        x_star=np.array([limit.x for limit in limits]).reshape(len(points), problem.dim),
     )
 
 

@@ -1,5 +1,7 @@
 """tr̄, the stationarity metric and Definition 3 against closed forms on constructed points."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -7,14 +9,19 @@ from hypothesis import strategies as st
 
 from flatref import (
     LimitMapError,
+    flatness_along,
     flatness_report,
     grad_tr_bar,
     metric_at_minimum,
     stationarity_metric,
     tr_bar,
+    trace_curvature,
 )
-from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression
+from flatref.errors import FlatrefError
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import check_derivatives, points
+
+from ellipse import Ellipse, Ellipsoid
 
 EX1 = Example1()
 
@@ -143,51 +150,135 @@ def test_flatness_along_a_run_matches_pointwise_reports():
 
 # ------------------------------------------- second order along X*: tell a flattest point from a sharpest one
 def test_the_curvature_of_the_trace_along_example1s_minima_has_its_closed_form():
-    from flatref.flatness import trace_curvature
-
-    # on X*, γ(s) = (e^s, e^−s): tr̄ = 2 cosh 2s, d²tr̄/ds² = 8 and |γ′| = √2, so 8/2 = 4 per unit arclength
+    # on X*, γ(s) = (e^s, e^−s): tr̄ = 2 cosh 2s, d²tr̄/ds² = 8 and |γ′| = √2, so 8/2 = 4 per unit arclength²
     for sign in (1.0, -1.0):
-        curvature = trace_curvature(Example1(), [sign, sign])
+        curvature = trace_curvature(EX1, [sign, sign])
         assert curvature.kind == "minimum" and curvature.hessian.shape == (1, 1)
-        assert curvature.eigenvalues[0] == pytest.approx(4.0, rel=1e-6)  # central differences: O(δ²) ≈ 1e-7
+        assert curvature.eigenvalues[0] == pytest.approx(4.0, rel=1e-8)  # measured 1.6e-10 (δ = 1e-5 ‖x*‖)
         assert curvature.projections == 2
+        np.testing.assert_allclose(abs(curvature.basis.ravel()), [2**-0.5] * 2, rtol=1e-12)  # T ⟂ ∇p = (1, 1)
+
+
+def ellipse_curvature_by_angle(problem, theta, h=1e-4):
+    """d²tr̄/dσ² at a stationary point: second differences of tr̄(a cos θ, b sin θ), over the speed²."""
+    a, b = problem.axes
+    q = [tr_bar(problem, [a * np.cos(theta + s * h), b * np.sin(theta + s * h)]) for s in (-1, 0, 1)]
+    return (q[0] - 2 * q[1] + q[2]) / h**2 / (a**2 * np.sin(theta) ** 2 + b**2 * np.cos(theta) ** 2)
 
 
 def test_definition_3_holds_at_both_ends_of_an_ellipse_and_the_curvature_tells_them_apart():
-    from ellipse import Ellipse
-
     problem = Ellipse(a=2.0, b=1.0)  # tr̄ = cos²θ/4 + sin²θ at (2 cos θ, sin θ)
     assert check_derivatives(problem, [0.7, -1.3]).passed
     flattest = flatness_report(problem, [2.0, 0.0], eps=1e-3, eps_prime=1e-3)
     sharpest = flatness_report(problem, [0.0, 1.0], eps=1e-3, eps_prime=1e-3)
     assert flattest.is_flat and sharpest.is_flat  # Definition 3 is first order: both are stationary
+    assert flattest.metric < 1e-15 and sharpest.metric < 1e-15
+    assert flattest.tr_bar_star == pytest.approx(0.25) and sharpest.tr_bar_star == pytest.approx(1.0)
     assert (flattest.kind, sharpest.kind) == ("minimum", "maximum")
     # d²tr̄/dθ² = 3/2 at θ = 0 (speed |dx/dθ| = 1) and −3/2 at θ = π/2 (speed 2): −3/8 per unit arclength²
-    assert flattest.curvature.eigenvalues[0] == pytest.approx(1.5, rel=1e-5)
-    assert sharpest.curvature.eigenvalues[0] == pytest.approx(-0.375, rel=1e-5)
-    assert "kind=maximum" in repr(sharpest)
+    assert flattest.curvature.eigenvalues[0] == pytest.approx(1.5, rel=1e-8)  # measured 2.4e-9
+    assert sharpest.curvature.eigenvalues[0] == pytest.approx(-0.375, rel=1e-8)  # measured 9e-12
+    # an independent route: tr̄ along the ellipse parametrized by angle, converted to arclength
+    assert flattest.curvature.eigenvalues[0] == pytest.approx(ellipse_curvature_by_angle(problem, 0.0), rel=1e-6)
+    assert sharpest.curvature.eigenvalues[0] == pytest.approx(ellipse_curvature_by_angle(problem, np.pi / 2), rel=1e-6)
+    assert "kind=maximum" in repr(sharpest) and "kind=minimum" in repr(flattest)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_the_kind_does_not_change_when_the_ellipse_is_rescaled(scale):
+    problem = Ellipse(a=2.0 * scale, b=scale)  # every curvature scales as scale⁻⁴; the kind must not move
+    for j, kind in ((0, "minimum"), (1, "maximum")):
+        curvature = trace_curvature(problem, problem.axis_point(j))
+        assert curvature.kind == kind
+        np.testing.assert_allclose(curvature.eigenvalues, problem.axis_curvature(j), rtol=1e-8)
+
+
+def test_a_middle_axis_of_an_ellipsoid_is_a_saddle_of_the_trace():
+    problem = Ellipsoid(3.0, 2.0, 1.0)  # eigenvalues (4/3) c_i (c_i − c_j), i ≠ j, with c = (1/9, 1/4, 1)
+    assert check_derivatives(problem, [0.7, -1.3, 0.4]).passed
+    for j, kind in enumerate(("minimum", "saddle", "maximum")):
+        for sign in (1.0, -1.0):
+            report = flatness_report(problem, problem.axis_point(j, sign), eps=1e-3, eps_prime=1e-3)
+            assert report.is_flat and report.kind == kind
+            np.testing.assert_allclose(report.curvature.eigenvalues, problem.axis_curvature(j), rtol=1e-7)
+    saddle = trace_curvature(problem, problem.axis_point(1)).eigenvalues
+    np.testing.assert_allclose(saddle, [4 / 3 * (1 / 9) * (1 / 9 - 1 / 4), 4 / 3 * 1 * (1 - 1 / 4)], rtol=1e-7)
+
+
+def test_the_diagonal_networks_flattest_minimum_is_a_strict_minimum_of_the_trace_along_its_minima():
+    # flat_minima solves min Σ c_k|w_k| over X*, the global minimum of tr on X*: the Hessian is PSD, and here
+    # definite (the 2 support weights are pinned by Zw = y; moving off-support weights off 0 costs trace).
+    problem = DiagonalLinearNetwork.random(2, 4, rng=0)
+    (x_star,) = problem.flat_minima()
+    curvature = trace_curvature(problem, x_star)
+    assert curvature.kind == "minimum" and curvature.eigenvalues.shape == (6,)  # dim X* = 2·4 − 2
+    assert curvature.eigenvalues[0] > 0.02  # measured 0.0285, far above tol = 5e-7
+    # an independent route: second differences of the values tr̄(R(x* ± hTv)) give vᵀHv
+    h = 1e-3 * np.linalg.norm(x_star)
+    for v in np.random.default_rng(0).standard_normal((4, 6)):
+        q = [tr_bar(problem, problem.project_to_minima(x_star + s * h * curvature.basis @ v)) for s in (-1, 0, 1)]
+        assert (q[0] - 2 * q[1] + q[2]) / h**2 == pytest.approx(v @ curvature.hessian @ v, rel=1e-4)
+
+
+def test_matrix_sensings_flattest_minimum_is_degenerate_along_its_rotations():
+    pytest.importorskip("cvxpy")
+    problem = MatrixSensing.random(3, 2, 2, 4, rng=0)
+    (x_star,) = problem.flat_minima()  # the SDP's certified flattest minimum: a global minimum of tr̄ on X*
+    curvature = trace_curvature(problem, x_star)
+    # tr̄ depends on UUᵀ only, so the r(r − 1)/2 = 1 rotation U → UO is a zero eigenvalue; the rest is positive
+    assert curvature.kind == "degenerate"
+    assert abs(curvature.eigenvalues[0]) < curvature.tol < curvature.eigenvalues[1]
+    U = x_star.reshape(3, 2)
+    rotation = (U @ np.array([[0.0, 1.0], [-1.0, 0.0]])).ravel()  # d/dt U·exp(tA) at t = 0, A antisymmetric
+    null = curvature.basis @ np.linalg.eigh(curvature.hessian)[1][:, 0]
+    assert abs(null @ rotation) / np.linalg.norm(rotation) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_the_curvature_is_optional_and_checks_its_input():
-    from flatref.flatness import trace_curvature
-
-    assert flatness_report(Example1(), [1.0, 1.0], eps=1e-3, eps_prime=1e-3, curvature=False).kind is None
-    assert flatness_report(Example1(), [1.0, -1.0], eps=1e-3, eps_prime=1e-3).kind is None  # a saddle: no limit
+    assert flatness_report(EX1, [1.0, 1.0], eps=1e-3, eps_prime=1e-3, curvature=False).kind is None
+    assert flatness_report(EX1, [1.0, -1.0], eps=1e-3, eps_prime=1e-3).kind is None  # a saddle: no limit
+    assert flatness_report(EX1, [3.0, 1 / 3], eps=1e-3, eps_prime=1e-3).kind is None  # metric 5.89 > ε′
     with pytest.raises(TypeError, match="problem must be a flatref Problem"):
         trace_curvature(None, [1.0, 1.0])
     with pytest.raises(ValueError, match="step must be positive"):
-        trace_curvature(Example1(), [1.0, 1.0], step=0.0)
+        trace_curvature(EX1, [1.0, 1.0], step=0.0)
+    with pytest.raises(ValueError, match="rtol must be positive"):
+        trace_curvature(EX1, [1.0, 1.0], rtol=-1.0)
+    with pytest.raises(ValueError, match=r"x_star must have shape \(2,\)"):
+        trace_curvature(EX1, [1.0, 1.0, 1.0])
+    with pytest.raises(TypeError, match="x_star must be real"):
+        trace_curvature(EX1, [1.0 + 1e-3j, 1.0])
+    with pytest.raises(ValueError, match="x_star contains non-finite"):
+        trace_curvature(EX1, [np.nan, 1.0])
     problem = LinearRegression.random(2, 5, rng=0)  # X* is a 3-dimensional affine space
     with pytest.raises(ValueError, match="dimension 3 > max_dim = 2"):
         trace_curvature(problem, problem.random_minimum(0), max_dim=2)
-    assert trace_curvature(problem, problem.random_minimum(0)).kind == "degenerate"  # tr̄ is constant on X*
+    curvature = trace_curvature(problem, problem.random_minimum(0))
+    assert curvature.kind == "degenerate" and np.all(curvature.eigenvalues == 0)  # tr̄ is constant on X*
 
 
 def test_the_curvature_says_singular_where_the_minima_set_is_not_a_manifold():
-    from flatref.flatness import trace_curvature
-    from flatref.problems import MatrixSensing
-
     problem = MatrixSensing.random(4, 3, 1, 6, rng=0)
     truth = problem.truth_factor()  # rank 1 in r = 3 columns: UUᵀ = M* with two zero columns, a singular point
     assert trace_curvature(problem, truth.ravel()).kind == "singular"
     assert trace_curvature(problem, problem.random_minimum(0)).kind != "singular"  # full-rank U: a manifold
+
+
+# ------------------------------------------------------------------------------ bad input, overflow
+def test_flatness_along_refuses_complex_points_by_name():
+    with pytest.raises(TypeError, match="trajectory must be real"):
+        flatness_along(EX1, [[1.0 + 1e-3j, 1.0]])
+    empty = flatness_along(EX1, np.zeros((0, 2)))
+    assert empty.x_star.shape == (0, 2) and empty.tr_bar.shape == (0,)
+
+
+def test_a_gradient_whose_square_overflows_still_has_a_finite_norm():
+    x = np.array([1.0, 8.187737150746413e76])  # ∇f = 2(x1x2 − 1)(x2, x1) ≈ (1.3e154, 1.6e77): ‖∇f‖² overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            report = flatness_report(EX1, x, 1.0, 1.0, max_grad_evals=3000, stall_evals=500)
+        except (ValueError, FlatrefError):  # a named refusal is fine; a warning or an infinite norm is not
+            return
+    assert report.grad_norm == pytest.approx(np.hypot(*EX1.grad(x) / 1e154) * 1e154, rel=1e-12)
+    assert not report.limit.success or np.isfinite([report.metric, report.trace_star]).all()
