@@ -72,6 +72,10 @@ class StatusError(FlatrefError):
         self.result = result
         super().__init__(f"{result.status}: {result.message}")
 
+    def __reduce__(self):
+        # rebuilt from the result, so the error survives a worker process (joblib pickles it)
+        return type(self), (self.result,)
+
 
 class LimitMapError(StatusError):
     """A value needs ``Φ(x)``, but the flow from ``x`` did not converge to a minimum.

@@ -21,3 +21,18 @@ def test_describe_adds_the_detail_after_the_message():
 def test_unknown_values_are_rejected():
     with pytest.raises(ValueError):
         Status("finished")
+
+
+def test_flatref_errors_survive_pickling_as_in_a_worker_process():
+    # joblib returns a worker's exception pickled; a StatusError rebuilt from its message string failed
+    import pickle
+
+    from flatref import LimitMapError, GD, limit_map, run
+    from flatref.errors import StatusError
+    from flatref.problems import Example1
+
+    saddle = limit_map(Example1(), [1.0, -1.0])
+    diverged = run(Example1(), GD(1.0), [2.0, 1.0], steps=50)
+    for err in (LimitMapError(saddle), StatusError(diverged)):
+        copy = pickle.loads(pickle.dumps(err))
+        assert type(copy) is type(err) and str(copy) == str(err) and copy.result.status == err.result.status
