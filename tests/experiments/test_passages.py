@@ -136,7 +136,10 @@ def test_a_run_whose_limit_stops_being_a_minimum_reports_it_instead_of_raising()
     x0 = problem.sharp_minimum()
     eta = top_eigenvalue_step(problem, x0)
     hits = first_hits(problem, RS(5 * eta, 0.05, 0.1), x0, 0.01, max_steps=400)  # η = 5/λ_max: GD is unstable
-    # At ‖x_8‖ ≈ 3e3 the flow is stiff: DOP853 stalls, BDF takes over and reaches ‖∇f‖ = 1.7e-8, just above
-    # refine·gtol, where it stalls too and the finish (radius 1e-5 at that scale) is rejected: Φ(x_8) is unknown.
-    assert hits.status == "stalled" and not hits.success and hits.steps < 400
-    assert hits.message.startswith("the flow stopped making progress")
+    # The run is chaotic, so where it fails depends on the machine's rounding. On one machine, at ‖x_8‖ ≈ 3e3 the
+    # flow is stiff: DOP853 stalls, BDF takes over and reaches ‖∇f‖ = 1.7e-8, just above refine·gtol, where it
+    # stalls too and the finish is rejected: Φ(x_8) is unknown ('stalled'). On another the iterates overflow at
+    # step 9 ('diverged'). Either way the failure is the result's status, not an exception.
+    assert hits.status in ("stalled", "diverged") and not hits.success and hits.steps < 400
+    expected = {"stalled": "the flow stopped making progress", "diverged": "the iterates blew up"}[hits.status]
+    assert hits.message.startswith(expected)
