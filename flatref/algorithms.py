@@ -198,6 +198,11 @@ class SA(StepRule):
     - ``b = 1``: ``∇p_i(x)/‖∇p_i(x)‖``. Since ``∇f_i = ℓ′ ∇p_i``, ``σ∇f_i/‖∇f_i‖`` has the same
       distribution as ``σ∇p_i/‖∇p_i‖``, so this is an exact reformulation of eq. (26),
       and it stays defined at interpolation, where ``∇f_i = 0`` (docs/theory.md §4).
+      With ``K`` outputs per sample ``∇f_i = J_iᵀ ℓ′_i`` ranges over the row space of the
+      sample's output Jacobian ``J_i`` (``K × d``) as the residual turns, and ``u`` is uniform
+      on that space's unit sphere: ``u = Vᵀξ/‖ξ‖`` with ``V`` an orthonormal basis of the row
+      space and ``ξ ~ N(0, I)`` drawn from the step's ``rng``. Then ``E uuᵀ`` is the projector
+      onto the row space over its rank, and Lemma 4's factor ``d`` becomes ``d/K``.
     - ``b > 1``: ``∇f_B(x)/‖∇f_B(x)‖``, as in the paper's experiments.
     - If that vector is zero (Remark 2): it is taken at ``x + ξ`` instead, with
       ``ξ = xi · (1 + ‖x‖) · e`` and ``e`` a random unit vector.
@@ -258,7 +263,9 @@ class SA(StepRule):
         """
         for shift in (0.0, 1.0):
             z = x if shift == 0.0 else x + self.xi * (1 + np.linalg.norm(x)) * _unit(rng, problem.dim)
-            if self.batch_size == 1:
+            if self.batch_size == 1 and problem.n_outputs > 1:
+                u = _row_space_direction(problem.unchecked.output_jacobian(z, batch), rng)
+            elif self.batch_size == 1:
                 u = problem.unchecked.output_jacobian(z, batch)[0]
             else:
                 u = problem.unchecked.sample_grad(z, batch)
@@ -331,7 +338,8 @@ class SAM(StepRule):
 
 @dataclass(frozen=True)
 class LabelNoiseSGD(StepRule):
-    """SGD with label noise (Damian et al., 2021): ``x − η ∇f_B(x; y_B + σ ξ)``, ``ξ ~ N(0, I_b)`` each step.
+    """SGD with label noise (Damian et al., 2021): ``x − η ∇f_B(x; y_B + σ ξ)``, ``ξ ~ N(0, I_b)`` each step
+    (``N(0, I_{bK})``, one per output, with ``K`` outputs per sample).
 
     Examples:
         >>> from flatref import run
@@ -360,13 +368,20 @@ class LabelNoiseSGD(StepRule):
 
     def draw(self, problem, rng, count):
         batches = _draw_batches(problem, rng, count, self.batch_size)
-        return batches, rng.standard_normal((count, self.batch_size))
+        return batches, rng.standard_normal((count, self.batch_size * problem.n_outputs))
 
     def step(self, problem, x, g, noise, rng):
         batch, xi = noise
-        labels = problem.y[batch] + self.sigma * xi
+        labels = problem.unchecked.labels(batch) + self.sigma * xi  # one noise per output row
         step = problem.unchecked.sample_grad(x, batch, labels)
         return Step(x - self.eta * step, True, self.batch_size / problem.n_samples)
+
+
+def _row_space_direction(J, rng, *, rtol: float = 1e-10) -> np.ndarray:
+    """A uniform random vector of the unit sphere of ``J``'s row space (zero if ``J = 0``)."""
+    _, s, Vt = np.linalg.svd(J, full_matrices=False)
+    rank = int(np.count_nonzero(s > rtol * s[0])) if s.size and s[0] > 0 else 0
+    return rng.standard_normal(rank) @ Vt[:rank]
 
 
 def _unit(rng, d):

@@ -150,8 +150,9 @@ class JaxTrainingLoss(JaxProblem, TrainingLoss):
     """Setting 1 with your model: ``f(x) = (1/n) Σ_i w (p_i(x) − y_i)²/2`` for JAX outputs ``p(x) ∈ R^n``.
 
     Args:
-        outputs: ``outputs(x) -> array of shape (n,)``, the model's outputs on the ``n`` training samples.
-        y: the labels, shape ``(n,)``.
+        outputs: ``outputs(x) -> array of shape (n,)`` (or ``(n, K)``), the model's outputs on the ``n``
+            training samples.
+        y: the labels, shape ``(n,)`` (or ``(n, K)``: ``K`` outputs per sample, see :class:`TrainingLoss`).
         dim: the dimension ``d``.
         loss: the squared loss (default weight ``w = 1``).
         chunk: as for :class:`JaxProblem`.
@@ -170,7 +171,7 @@ class JaxTrainingLoss(JaxProblem, TrainingLoss):
     def __init__(self, outputs, y, dim: int, *, loss: SquaredLoss | None = None, chunk: int = CHUNK):
         _check_function(outputs, "outputs")
         jax, jnp = _jax()
-        y = as_array(y, "y", ndim=1)
+        y = as_array(y, "y")
         loss = SquaredLoss() if loss is None else loss
         weight = loss.weight
 
@@ -187,27 +188,27 @@ class JaxTrainingLoss(JaxProblem, TrainingLoss):
             vjp=jax.jit(lambda x, w: jax.vjp(outputs, x)[1](w)[0]),
         )
         shape = self._compiled("outputs", np.zeros(self.dim)).shape
-        if shape != (self.n_samples,):
-            raise ValueError(f"outputs must return shape ({self.n_samples},) to match y, got {shape} at x = 0")
+        if shape != self.y.shape:
+            raise ValueError(f"outputs must return shape {self.y.shape} to match y, got {shape} at x = 0")
 
     def __repr__(self) -> str:
         return f"JaxTrainingLoss(n_samples={self.n_samples}, dim={self.dim})"
 
     def _outputs(self, x, idx=slice(None)):
-        return self._compiled("outputs", x)[idx]
+        return self._compiled("outputs", x)[idx].reshape(-1)
 
     def _output_jacobian(self, x, idx=slice(None)):
-        return self._compiled("jacobian", x)[idx]
+        return self._compiled("jacobian", x)[idx].reshape(-1, self.dim)
 
     def _output_hessians(self, x, idx=slice(None)):
-        return self._compiled("output_hessians", x)[idx]
+        return self._compiled("output_hessians", x)[idx].reshape(-1, self.dim, self.dim)
 
     def _output_thirds(self, x, idx=slice(None)):
         raise NotImplementedError("JaxTrainingLoss differentiates f itself; it has no use for ∇³p_i")
 
     def _sample_grad(self, x, idx, labels=None):
-        p = self._outputs(x)
-        y = self._y[idx] if labels is None else labels
-        w = np.zeros(self.n_samples)
-        np.add.at(w, idx, self.loss.d1(p[idx], y) / len(idx))
-        return self._compiled("vjp", x, w)
+        rows = self._rows(idx)
+        y = self._y[rows] if labels is None else labels
+        w = np.zeros(self._y.size)
+        np.add.at(w, rows, self.loss.d1(self._outputs(x)[rows], y) / len(idx))
+        return self._compiled("vjp", x, w.reshape(self.y.shape))

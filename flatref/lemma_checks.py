@@ -65,7 +65,7 @@ def check_lemmas(problem: Problem, x_star, *, rho: float = 1e-2, eta_prime: floa
     - **Lemma 2**: ``tr̄(Φ(x* − η′ v̄)) − tr̄(x*)`` against ``−(η′ρ²/2)‖∂Φ∇tr̄‖²``, ``v̄`` RS's mean perturbation
       over the design (relative ``0.05``: the neglected terms are ``O(η′)`` and ``O(ρ²)``).
     - **Lemma 4** (training losses): the tangent part of SA's mean perturbation over samples and signs
-      is ``d`` times RS's (relative ``1e-3``; exact for quartic losses).
+      is ``d`` times RS's, ``d/K`` with ``K`` outputs per sample (relative ``1e-3``; exact for quartic losses).
     - **Lemma 6**: ``∂Φ(x*)`` from the variational equation is the tangent projector (``1e-6``).
     - **eq. (31)** (training losses): ``∇²f(x*) = (1/n) Jᵀ diag(ℓ″) J`` (relative ``1e-10``).
 
@@ -165,13 +165,16 @@ def _lemma4(problem, x_star, rho):
         return _skipped("Lemma 4", "not a training loss")
     if problem.dim > MAX_DIM:
         return _skipped("Lemma 4", f"d > {MAX_DIM}")
-    g = problem.grad(x_star)
+    g, k = problem.grad(x_star), problem.n_outputs
     mean_sa = np.zeros(problem.dim)
-    for i in range(problem.n_samples):
-        u = problem.output_jacobian(x_star, [i])[0]
-        u = u / max(np.linalg.norm(u), np.finfo(float).tiny)
-        mean_sa += sum(proj_out(g, problem.sample_grad(x_star + rho * s * u, [i])) for s in (1.0, -1.0))
-    mean_sa /= 2 * problem.n_samples
+    for i in range(problem.n_samples):  # SA's u is uniform on the unit sphere of row(J_i): the design {±v_j}
+        _, s, Vt = np.linalg.svd(problem.output_jacobian(x_star, [i]).reshape(k, problem.dim), full_matrices=False)
+        rank = int(np.count_nonzero(s > 1e-10 * s[0])) if s[0] > 0 else 0
+        if k > 1 and rank < k:
+            return _skipped("Lemma 4", f"sample {i}'s output Jacobian has rank {rank} < K = {k}")
+        for u in Vt[:rank]:
+            mean_sa += sum(proj_out(g, problem.sample_grad(x_star + rho * sign * u, [i])) for sign in (1.0, -1.0))
+    mean_sa /= 2 * k * problem.n_samples
     mean_rs = _design_mean(lambda u: proj_out(g, problem.grad(x_star + rho * u)), problem.dim)
     tangent_sa, tangent_rs = (project_tangent(problem, x_star, v) for v in (mean_sa, mean_rs))
     # against the size of the terms that cancel where x* is stationary for tr̄ (then both sides are 0), and
@@ -179,7 +182,7 @@ def _lemma4(problem, x_star, rho):
     terms = rho**2 / 2 * sum(np.linalg.norm(problem.third_contract(x_star, e, e)) for e in np.eye(problem.dim))
     kick = np.linalg.norm(problem.grad(x_star + rho * np.eye(problem.dim)[0]))
     scale = max(np.linalg.norm(sa_leading_perturbation(problem, x_star, rho)), terms, 1e-6 * kick)
-    error = _relative(tangent_sa, problem.dim * tangent_rs, scale)
+    error = _relative(tangent_sa, problem.dim / k * tangent_rs, scale)
     return LemmaCheck("Lemma 4", error, 1e-3, error <= 1e-3)
 
 
@@ -195,8 +198,8 @@ def _eq31(problem, x_star):
         return _skipped("eq. (31)", "not a training loss")
     if problem.dim > DENSE_MAX_DIM:
         return _skipped("eq. (31)", f"d > {DENSE_MAX_DIM}")
-    J = problem.output_jacobian(x_star)
-    l2 = problem.loss.d2(problem.outputs(x_star), problem.y)
+    J = problem.output_jacobian(x_star).reshape(-1, problem.dim)  # one row per output
+    l2 = problem.loss.d2(problem.outputs(x_star), problem.y).reshape(-1)
     error = _relative(problem.hess(x_star), (J.T * l2) @ J / problem.n_samples)
     return LemmaCheck("eq. (31)", error, 1e-10, error <= 1e-10)
 

@@ -17,7 +17,7 @@ from .errors import NonFiniteError
 from .flatness import grad_tr_bar
 from .flow import limit_jacobian
 from .geometry import proj_out, project_tangent
-from .problems import Problem
+from .problems import Problem, TrainingLoss
 
 
 #: The largest dimension the formulas take: ``d³`` is formed in float64, exact up to ``2⁵³``.
@@ -67,10 +67,11 @@ def rs_leading_perturbation(problem: Problem, x, rho: float) -> np.ndarray:
 
 @_in_range
 def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
-    """The tangent part of ``E v_SA`` at a minimum: ``(ρ²/2) ∂Φ(x*) ∇tr∇²f(x*) + O(ρ⁴)`` (Lemma 4; docs/theory.md §4).
+    """The tangent part of ``E v_SA`` at a minimum: ``(ρ²/2K) ∂Φ(x*) ∇tr∇²f(x*) + O(ρ⁴)`` (Lemma 4; docs/theory.md §4).
 
-    It is ``d`` times the tangent part of :func:`rs_leading_perturbation` (batch size 1,
-    the same sample inside and outside).
+    It is ``d/K`` times the tangent part of :func:`rs_leading_perturbation` (batch size 1,
+    the same sample inside and outside; ``K`` outputs per sample, 1 unless the problem is a
+    training loss with vector outputs, each sample's output Jacobian of full rank ``K``).
 
     Examples:
         >>> import numpy as np
@@ -87,7 +88,12 @@ def sa_leading_perturbation(problem: Problem, x_star, rho: float) -> np.ndarray:
     """
     check_problem(problem)
     rho = as_nonnegative(rho, "rho")
-    return 0.5 * rho * rho * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
+    k = _outputs_per_sample(problem)
+    return (0.5 * rho * rho / k) * project_tangent(problem, x_star, problem.grad_trace_hess(x_star))
+
+
+def _outputs_per_sample(problem: Problem) -> int:
+    return problem.n_outputs if isinstance(problem, TrainingLoss) else 1
 
 
 @_in_range
@@ -291,15 +297,15 @@ def flow_time_per_step(method, problem: Problem) -> float:
     ``d = problem.dim``, from ``∂²Φ(x*)[∇²f] = −½ ∂Φ ∇tr∇²f`` on ``X*`` and eq. (16):
 
     - RS (eq. (21)): ``τ = η′ρ²/2``;
-    - SA with batch 1 (Lemma 4, (33)): ``τ = d η′ρ²/2``;
+    - SA with batch 1 (Lemma 4, (33)): ``τ = d η′ρ²/2``, and ``d η′ρ²/(2K)`` with ``K`` outputs per sample;
     - label-noise SGD, noise ``σ``, batch ``b``, loss ``ℓ = w(z − y)²/2``: the noise has covariance
       ``(w η²σ²/b) ∇²f`` per step, so ``τ = d w η²σ²/(4b)`` (Li, Wang & Arora 2022);
-    - SAM with batch 1: ``τ = d ηρ²/2`` (Wen, Ma & Li 2022);
+    - SAM with batch 1: ``τ = d ηρ²/2`` (Wen, Ma & Li 2022; scalar outputs only);
     - GD: ``0`` (``Φ`` is invariant under the flow, and a gradient step moves it only at ``O(η²‖∇f‖²)``).
 
     Raises:
-        ValueError: for SA or SAM with a batch other than 1 (no closed form is derived), and for
-            a training-loss method on a problem that is not a training loss.
+        ValueError: for SA or SAM with a batch other than 1 (no closed form is derived), for SAM on
+            vector outputs, and for a training-loss method on a problem that is not a training loss.
 
     Examples:
         >>> from flatref.algorithms import RS, SA
@@ -321,8 +327,10 @@ def flow_time_per_step(method, problem: Problem) -> float:
     if isinstance(method, RS):
         return method.eta_prime * method.rho * method.rho / 2
     if isinstance(method, SA):
-        return d * method.eta_prime * method.rho * method.rho / 2
+        return d * method.eta_prime * method.rho * method.rho / (2 * problem.n_outputs)
     if isinstance(method, SAM):
+        if problem.n_outputs > 1:  # its ascent direction J_iᵀr_i/‖J_iᵀr_i‖ follows the residual, not a sphere
+            raise ValueError(f"the slow-flow time of SAM is derived for one output per sample, got K = {problem.n_outputs}")
         return d * method.eta * method.rho * method.rho / 2
     if isinstance(method, LabelNoiseSGD):
         return d * problem.loss.weight * (method.eta * method.sigma) ** 2 / (4 * method.batch_size)

@@ -482,9 +482,18 @@ class TrainingLoss(Problem):
     - ``∇²f = (1/n) Σ [ℓ″_i ∇p_i ∇p_iᵀ + ℓ′_i ∇²p_i]``  (on ``X*`` only the first term: eq. (31))
     - ``∇³f = (1/n) Σ [ℓ‴_i ∇p_i^{⊗3} + ℓ″_i (∇²p_i ⊗ ∇p_i + two permutations) + ℓ′_i ∇³p_i]``
 
+    **Vector outputs.** With labels of shape ``(n, K)`` each sample has ``K`` outputs
+    ``p_i(x) ∈ R^K`` and ``ℓ(z, y_i) = Σ_k ℓ(z_k, y_ik)`` (``w‖z − y_i‖²/2`` for the squared
+    loss). Internally the ``nK`` outputs are *rows*, sample-major (row ``iK + k`` is
+    ``p_ik``): the private methods take sample indices and return rows (``(bK,)``, ``(bK, d)``,
+    ``(bK, d, d)``), so the sums above run over rows while ``n`` stays the number of samples
+    (docs/theory.md §4). The public :meth:`outputs`, :meth:`output_jacobian` and :attr:`y`
+    have shapes ``(b, K)``, ``(b, K, d)`` and ``(n, K)``; with ``K = 1`` labels of shape
+    ``(n,)`` keep the scalar shapes ``(b,)``, ``(b, d)`` and ``(n,)``.
+
     Args:
         dim: number of parameters ``d``.
-        y: labels, shape ``(n,)``.
+        y: labels, shape ``(n,)`` (one output per sample) or ``(n, K)``.
         loss: the loss ``ℓ`` (default :class:`SquaredLoss`).
 
     Examples:
@@ -501,9 +510,12 @@ class TrainingLoss(Problem):
 
     def __init__(self, dim: int, y, loss: SquaredLoss | None = None):
         super().__init__(dim)
-        self._y = frozen_copy(as_array(y, "y", ndim=1))
-        if self._y.size == 0:
-            raise ValueError("y must hold at least one label")
+        y = as_array(y, "y")
+        if y.ndim not in (1, 2) or y.size == 0:
+            raise ValueError(f"y must be a non-empty array of shape (n,) or (n, K), got shape {y.shape}")
+        self._vector_outputs = y.ndim == 2
+        self._n, self._k = y.shape[0], (y.shape[1] if y.ndim == 2 else 1)
+        self._y = frozen_copy(y.reshape(-1))  # rows, sample-major
         self.loss = SquaredLoss() if loss is None else loss
 
     def __repr__(self) -> str:
@@ -518,11 +530,22 @@ class TrainingLoss(Problem):
             >>> Example1().n_samples, LinearRegression.random(3, 5, rng=0).n_samples  # one label; one per row of Z
             (1, 3)
         """
-        return self._y.size
+        return self._n
+
+    @property
+    def n_outputs(self) -> int:
+        """The number of outputs ``K`` per sample (1 for labels of shape ``(n,)``).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> Example1().n_outputs
+            1
+        """
+        return self._k
 
     @property
     def y(self) -> np.ndarray:
-        """The labels ``y`` (read-only).
+        """The labels ``y`` (read-only), shape ``(n,)`` or ``(n, K)``.
 
         Examples:
             >>> from flatref.problems import Example1
@@ -530,7 +553,7 @@ class TrainingLoss(Problem):
             >>> y.tolist(), y.flags.writeable
             ([1.0], False)
         """
-        return self._y
+        return self._y.reshape(self._n, self._k) if self._vector_outputs else self._y
 
     # ----------------------------------------------------------------- public API
     def outputs(self, x, idx=None) -> np.ndarray:
@@ -544,10 +567,12 @@ class TrainingLoss(Problem):
             ([6.0], True)
         """
         x, args = self._point(x), () if idx is None else (self._indices(idx),)
-        return self._evaluate(self._outputs, x, *args)
+        p = self._evaluate(self._outputs, x, *args)
+        return p.reshape(-1, self._k) if self._vector_outputs else p
 
     def output_jacobian(self, x, idx=None) -> np.ndarray:
-        """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``).
+        """The Jacobian of the outputs: row ``i`` is ``∇p_i(x)ᵀ`` (all samples, or those in ``idx``);
+        shape ``(b, d)``, or ``(b, K, d)`` with vector outputs.
 
         Examples:
             >>> import numpy as np
@@ -557,7 +582,8 @@ class TrainingLoss(Problem):
             ([[3.0, 2.0]], True)
         """
         x, args = self._point(x), () if idx is None else (self._indices(idx),)
-        return self._evaluate(self._output_jacobian, x, *args)
+        J = self._evaluate(self._output_jacobian, x, *args)
+        return J.reshape(-1, self._k, self.dim) if self._vector_outputs else J
 
     def sample_grad(self, x, idx, labels=None) -> np.ndarray:
         """The mean gradient ``(1/|B|) Σ_{i∈B} ∇_x ℓ(p_i(x), y_i)`` over the sample indices ``B = idx``.
@@ -565,7 +591,7 @@ class TrainingLoss(Problem):
         Args:
             x: the point.
             idx: sample indices (repeats count with multiplicity).
-            labels: labels to use instead of ``y[idx]`` (e.g. noisy labels), shape ``(|B|,)``.
+            labels: labels to use instead of ``y[idx]`` (e.g. noisy labels), shape ``(|B|,)`` or ``(|B|, K)``.
 
         Examples:
             >>> import numpy as np
@@ -577,12 +603,28 @@ class TrainingLoss(Problem):
             (True, True)
         """
         idx = self._indices(idx)
-        labels = None if labels is None else as_vector(labels, idx.size, "labels")
+        if labels is not None:
+            shape = (idx.size, self._k) if self._vector_outputs else (idx.size,)
+            labels = as_array(labels, "labels")
+            if labels.shape != shape:
+                raise ValueError(f"labels must have shape {shape} (one per output of the batch), got {labels.shape}")
+            labels = labels.reshape(-1)
         return self._evaluate(self._sample_grad, self._point(x), idx, labels)
 
     def _sample_grad(self, x, idx, labels=None):
-        y = self._y[idx] if labels is None else labels
+        """``(1/|B|) Σ_{i∈B} ∇ℓ(p_i, y_i)``; ``labels``, if given, are the batch's rows."""
+        y = self._labels(idx) if labels is None else labels
         return self._output_jacobian(x, idx).T @ self.loss.d1(self._outputs(x, idx), y) / len(idx)
+
+    def _labels(self, idx):
+        """The labels of the samples ``idx``, as rows ``(bK,)``."""
+        return self._y[self._rows(idx)]
+
+    def _rows(self, idx):
+        """The row indices of the samples ``idx`` (sample-major: ``iK, …, iK + K − 1``)."""
+        if self._k == 1:
+            return idx
+        return (np.asarray(idx)[:, None] * self._k + np.arange(self._k)).reshape(-1)
 
     def _indices(self, idx) -> np.ndarray:
         arr = np.atleast_1d(np.asarray(idx))
@@ -595,18 +637,19 @@ class TrainingLoss(Problem):
     # --------------------------------------------------- what subclasses give
     @abc.abstractmethod
     def _outputs(self, x, idx=slice(None)):
-        """``p_i(x)`` for ``i`` in ``idx``, shape ``(b,)``."""
+        """``p_i(x)`` for ``i`` in ``idx``, shape ``(b,)`` (rows ``(bK,)`` with vector outputs)."""
 
     @abc.abstractmethod
     def _output_jacobian(self, x, idx=slice(None)):
-        """Rows ``∇p_i(x)ᵀ`` for ``i`` in ``idx``, shape ``(b, d)``."""
+        """Rows ``∇p_i(x)ᵀ`` for ``i`` in ``idx``, shape ``(b, d)`` (``(bK, d)``)."""
 
     @abc.abstractmethod
     def _output_hessians(self, x, idx=slice(None)):
-        """``∇²p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d)``."""
+        """``∇²p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d)`` (``(bK, d, d)``)."""
 
     def _output_thirds(self, x, idx=slice(None)):
-        """``∇³p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d, d)``; needed unless ``quadratic_outputs``."""
+        """``∇³p_i(x)`` for ``i`` in ``idx``, shape ``(b, d, d, d)`` (``(bK, …)``); needed unless
+        ``quadratic_outputs``."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement _output_thirds or set quadratic_outputs = True"
         )
@@ -666,7 +709,7 @@ class TrainingLoss(Problem):
     def normal_basis(self, x_star, *, rtol: float = 1e-6) -> np.ndarray:
         """An orthonormal basis ``N`` of the normal space of ``X* = {p(x) = y}`` at ``x_star``.
 
-        The right singular vectors of the output Jacobian ``J`` (rows ``∇p_iᵀ``) with
+        The right singular vectors of the output Jacobian ``J`` (rows ``∇p_iᵀ``, ``nK`` of them) with
         singular value above ``rtol · σ_max``: on ``X*``, ``∇²f = (1/n) Jᵀ diag(ℓ″) J``
         (eq. (31)) has the same null space, and ``J`` is better conditioned (its singular
         values are the square roots of the Hessian's eigenvalues, up to ``ℓ″/n``).
@@ -741,7 +784,7 @@ class Unchecked:
         self.grad_trace_hess = problem._grad_trace_hess
         if isinstance(problem, TrainingLoss):
             self.outputs, self.output_jacobian = problem._outputs, problem._output_jacobian
-            self.sample_grad = problem._sample_grad
+            self.sample_grad, self.labels = problem._sample_grad, problem._labels
 
 
 def min_norm_solution(J, r, *, accept: float = 1e-10):
