@@ -43,6 +43,7 @@ from .problems import (
     MatrixSensing,
     Problem,
     TrainingLoss,
+    TwoLayerNetwork,
 )
 from .status import Status
 
@@ -93,4 +94,5 @@ __all__ = [
     "LinearRegression",
     "DiagonalLinearNetwork",
     "MatrixSensing",
+    "TwoLayerNetwork",
 ]

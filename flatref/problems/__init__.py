@@ -9,6 +9,7 @@ from .diagonal_network import DiagonalLinearNetwork
 from .example1 import Example1
 from .linear_regression import LinearRegression
 from .matrix_sensing import MatrixSensing
+from .two_layer import TwoLayerNetwork
 
 __all__ = [
     "Problem",
@@ -18,4 +19,5 @@ __all__ = [
     "LinearRegression",
     "DiagonalLinearNetwork",
     "MatrixSensing",
+    "TwoLayerNetwork",
 ]
