@@ -22,15 +22,15 @@ each ``O(nh(m + K))`` (never a ``d × d`` matrix or a ``d × d × d`` tensor):
   ``v = (V1, d1, V2, d2)`` (``ż_u, ż_v``, ``ṗ_u, ṗ_v``, ``Ė_u, Ė_v`` as above):
   ``p̈ = (s′ ⊙ ż_u) V2ᵀ + (s′ ⊙ ż_v) U2ᵀ + (s″ ⊙ ż_u ⊙ ż_v) W2ᵀ``, ``Ë = (w/n) p̈``,
   ``δ̈ = Ė_v U2 + Ė_u V2 + Ë W2``, and
-  ``Δ̈ = δ̈ ⊙ s′ + δ̇_u ⊙ s″ ⊙ ż_v + δ̇_v ⊙ s″ ⊙ ż_u + (E W2) ⊙ s‴ ⊙ ż_u ⊙ ż_v``; then
-  ``∇³f[u, v] = (Δ̈ᵀA, Σ_i Δ̈_i, ËᵀS + Ė_uᵀ(s′ ⊙ ż_v) + Ė_vᵀ(s′ ⊙ ż_u) + Eᵀ(s″ ⊙ ż_u ⊙ ż_v), Σ_i Ë_i)``.
+  ``Δ̈ = δ̈ ⊙ s′ + (δ̇_u ⊙ ż_v + δ̇_v ⊙ ż_u) ⊙ s″ + (E W2) ⊙ s‴ ⊙ ż_u ⊙ ż_v``; then ``∇³f[u, v]`` is
+  ``(Δ̈ᵀA, Σ_i Δ̈_i, ËᵀS + Ė_uᵀ(s′ ⊙ ż_v) + Ė_vᵀ(s′ ⊙ ż_u) + Eᵀ(s″ ⊙ ż_u ⊙ ż_v), Σ_i Ë_i)``.
 - **Trace of the Hessian.** ``tr∇²f = (w/n) Σ_{i,k} [‖∇p_ik‖² + r_ik tr∇²p_ik]`` with
   ``Σ_k ‖∇p_ik‖² = K(‖s_i‖² + 1) + α_i Σ_j c_j s′_ij²`` (``c_j = Σ_k W2_kj²``) and
   ``tr∇²p_ik = α_i Σ_j W2_kj s″_ij =: G_ik`` (only the first layer's diagonal second derivatives
   are non-zero). With ``Q = R W2``:
   ``tr∇²f = (w/n) [K Σ_ij s_ij² + nK + Σ_ij α_i (c_j s′_ij² + Q_ij s″_ij)]``.
-- **Its gradient.** ``Γ = 2K s ⊙ s′ + α ⊙ (2 c ⊙ s′ ⊙ s″ + Q ⊙ s‴) + (G W2) ⊙ s′`` (the derivative
-  in ``z``; the last term comes through ``R``); then ``∇ tr∇²f = (w/n) (ΓᵀA, Σ_i Γ_i,
+- **Its gradient.** ``Γ = 2K s ⊙ s′ + α ⊙ (2 c ⊙ s′ ⊙ s″ + Q ⊙ s‴) + (G W2) ⊙ s′`` (the
+  derivative in ``z``; the last term comes through ``R``); then ``∇ tr∇²f = (w/n) (ΓᵀA, Σ_i Γ_i,
   2 W2 ⊙ (αᵀ s′²) + Rᵀ(α ⊙ s″) + GᵀS, Σ_i G_i)``.
 
 The dense ``_output_jacobian`` (``nK × d``), ``_output_hessians`` and ``_output_thirds`` exist
@@ -73,8 +73,10 @@ class TwoLayerNetwork(TrainingLoss):
         >>> x = net.initial_point(rng=0)
         >>> p = net.predict(x, net.inputs)  # biases start at 0: p_i = W2 tanh(W1 a_i)
         >>> W1, b1, W2, b2 = net.unpack(x)
-        >>> bool(np.allclose(p, np.tanh(net.inputs @ W1.T) @ W2.T)), float(net.f(x)) == float(np.sum((p - net.y) ** 2) / 4)
-        (True, True)
+        >>> bool(np.allclose(p, np.tanh(net.inputs @ W1.T) @ W2.T))
+        True
+        >>> bool(np.isclose(net.f(x), np.sum((p - net.y) ** 2) / 4, rtol=1e-15, atol=0))  # (1/n) Σ_i ‖p_i − y_i‖²/2
+        True
         >>> H = net.hess(x)  # closed-form trace against the dense Hessian
         >>> bool(np.isclose(net.trace_hess(x), np.trace(H), rtol=1e-12))
         True
@@ -238,13 +240,17 @@ class TwoLayerNetwork(TrainingLoss):
         """``(W1, b1, W2, b2, A, S, R)`` on the samples ``idx``: activations ``S`` and residuals ``R``."""
         W1, b1, W2, b2 = self._unpack(x)
         A = self._A[idx]
-        S = np.tanh(A @ W1.T + b1)
+        S = A @ W1.T
+        S += b1
+        np.tanh(S, out=S)  # in place: fewer fresh n × h arrays (each costs page faults, not only flops)
         return W1, b1, W2, b2, A, S, S @ W2.T + b2 - self._Y[idx]
 
     @staticmethod
     def _backward(A, S, W2, E):
         """``Σ_i J_iᵀ E_i`` (the parameter gradient of ``Σ_ik E_ik p_ik``) by backpropagation."""
-        D = (E @ W2) * (1.0 - S * S)
+        D = S * S
+        np.subtract(1.0, D, out=D)
+        D *= E @ W2  # (E W2) ⊙ s′
         return np.concatenate([(D.T @ A).ravel(), D.sum(axis=0), (E.T @ S).ravel(), E.sum(axis=0)])
 
     def _split_columns(self, V):
@@ -285,20 +291,28 @@ class TwoLayerNetwork(TrainingLoss):
         return np.concatenate(parts, axis=1).reshape(v.shape)
 
     def _hess_columns(self, x, V):
-        """``∇²f V`` for the ``k`` columns of ``V`` at once (the R-operator; intermediates ``k × n × h``)."""
+        """``∇²f V`` for the ``k`` columns of ``V`` at once (the R-operator).
+
+        Intermediates are laid out ``(n, k, h)`` (and ``(n, k, K)``), so that every product is
+        one matrix product over the columns stacked, not ``k`` small ones.
+        """
         _, _, W2, _, A, S, R = self._forward(x)
         U1, c1, U2, c2 = self._split_columns(V)
+        (n, h), k, K = S.shape, V.shape[1], self.n_outputs
         w = self.loss.weight / self.n_samples
         S1 = 1.0 - S * S
-        Zd = A @ U1.transpose(0, 2, 1) + c1[:, None, :]  # ż, (k, n, h)
-        Sd = S1 * Zd  # ṡ = s′ ⊙ ż
-        Ed = w * (S @ U2.transpose(0, 2, 1) + Sd @ W2.T + c2[:, None, :])  # Ė = (w/n) ṗ, (k, n, K)
         E = w * R
-        Dd = (E @ U2 + Ed @ W2) * S1 + (E @ W2) * (-2.0 * S * S1) * Zd  # Δ̇, (k, n, h)
-        gW1 = Dd.transpose(0, 2, 1) @ A
-        gW2 = Ed.transpose(0, 2, 1) @ S + E.T @ Sd
-        k = V.shape[1]
-        return np.concatenate([gW1.reshape(k, -1), Dd.sum(axis=1), gW2.reshape(k, -1), Ed.sum(axis=1)], axis=1).T
+        Zd = (A @ U1.reshape(k * h, -1).T).reshape(n, k, h) + c1  # ż
+        Sd = S1[:, None, :] * Zd  # ṡ = s′ ⊙ ż
+        Pd = (S @ U2.reshape(k * K, h).T).reshape(n, k, K) + (Sd.reshape(n * k, h) @ W2.T).reshape(n, k, K) + c2
+        Ed = w * Pd  # Ė = (w/n) ṗ
+        Dd = (E @ U2.transpose(1, 0, 2).reshape(K, k * h)).reshape(n, k, h)  # E U2, column by column
+        Dd = (Dd + (Ed.reshape(n * k, K) @ W2).reshape(n, k, h)) * S1[:, None, :]  # δ̇ ⊙ s′
+        Dd += ((E @ W2) * (-2.0 * S * S1))[:, None, :] * Zd  # Δ̇ = δ̇ ⊙ s′ + (E W2) ⊙ s″ ⊙ ż
+        gW1 = (Dd.reshape(n, k * h).T @ A).reshape(k, -1)
+        gW2 = (Ed.reshape(n, k * K).T @ S).reshape(k, K, h)  # Ėᵀ S
+        gW2 += (E.T @ Sd.reshape(n, k * h)).reshape(K, k, h).transpose(1, 0, 2)  # Eᵀ ṡ
+        return np.concatenate([gW1, Dd.sum(axis=0), gW2.reshape(k, -1), Ed.sum(axis=0)], axis=1).T
 
     def _hess(self, x):
         H = self._hess_vec(x, np.eye(self.dim))
@@ -306,22 +320,27 @@ class TwoLayerNetwork(TrainingLoss):
 
     def _third_contract(self, x, u, v):
         _, _, W2, _, A, S, R = self._forward(x)
-        (U1,), (c1,), (U2,), (c2,) = self._split_columns(u[:, None])
-        (V1,), (d1,), (V2,), (d2,) = self._split_columns(v[:, None])
+        U1, c1, U2, c2 = self._split_columns(np.stack([u, v], axis=1))  # u and v side by side
+        (n, h), K = S.shape, self.n_outputs
         w = self.loss.weight / self.n_samples
         S1 = 1.0 - S * S
         S2 = -2.0 * S * S1
-        S3 = -2.0 * S1 * (1.0 - 3.0 * S * S)
-        Zu, Zv = A @ U1.T + c1, A @ V1.T + d1
-        Su, Sv, Zuv = S1 * Zu, S1 * Zv, Zu * Zv
+        Z = (A @ U1.reshape(2 * h, -1).T).reshape(n, 2, h) + c1  # ż_u, ż_v
+        Sd = S1[:, None, :] * Z  # s′ ⊙ ż_u, s′ ⊙ ż_v
+        Zu, Zv, Su, Sv = Z[:, 0], Z[:, 1], Sd[:, 0], Sd[:, 1]
+        Zuv = Zu * Zv
+        S2uv = S2 * Zuv
         E = w * R
-        Eu = w * (S @ U2.T + Su @ W2.T + c2)
-        Ev = w * (S @ V2.T + Sv @ W2.T + d2)
-        Euv = w * (Su @ V2.T + Sv @ U2.T + (S2 * Zuv) @ W2.T)
-        Du, Dv = E @ U2 + Eu @ W2, E @ V2 + Ev @ W2  # δ̇_u, δ̇_v
-        Duv = Ev @ U2 + Eu @ V2 + Euv @ W2  # δ̈
-        D = Duv * S1 + (Du * Zv + Dv * Zu) * S2 + (E @ W2) * S3 * Zuv  # Δ̈
-        gW2 = Euv.T @ S + Eu.T @ Sv + Ev.T @ Su + E.T @ (S2 * Zuv)
+        Pd = (S @ U2.reshape(2 * K, h).T).reshape(n, 2, K) + (Sd.reshape(2 * n, h) @ W2.T).reshape(n, 2, K) + c2
+        Ed = w * Pd
+        Eu, Ev = Ed[:, 0], Ed[:, 1]  # Ė_u, Ė_v
+        Euv = w * (Su @ U2[1].T + Sv @ U2[0].T + S2uv @ W2.T)  # Ë
+        Dd = (E @ U2.transpose(1, 0, 2).reshape(K, 2 * h)).reshape(n, 2, h)
+        Dd += (Ed.reshape(2 * n, K) @ W2).reshape(n, 2, h)  # δ̇_u, δ̇_v
+        Duv = Ev @ U2[0] + Eu @ U2[1] + Euv @ W2  # δ̈
+        S3uv = (E @ W2) * (-2.0 * S1 * (3.0 * S1 - 2.0)) * Zuv  # (E W2) ⊙ s‴ ⊙ ż_u ⊙ ż_v; 1 − 3s² = 3s′ − 2
+        D = Duv * S1 + (Dd[:, 0] * Zv + Dd[:, 1] * Zu) * S2 + S3uv  # Δ̈
+        gW2 = Euv.T @ S + Eu.T @ Sv + Ev.T @ Su + E.T @ S2uv
         return np.concatenate([(D.T @ A).ravel(), D.sum(axis=0), gW2.ravel(), Euv.sum(axis=0)])
 
     def _trace_parts(self, x):
@@ -354,7 +373,7 @@ class TwoLayerNetwork(TrainingLoss):
         return (np.tanh(self._A[idx] @ W1.T + b1) @ W2.T + b2).reshape(-1)
 
     def _activations(self, x, idx):
-        """``(W2, ã, s, s′, s″, s‴)`` with ``ã_i = (a_i, 1)``: the first layer's weights and bias as one block."""
+        """``(W2, ã, s, s′, s″, s‴)`` with ``ã_i = (a_i, 1)``: the first layer's weights and bias in one block."""
         W1, b1, W2, _ = self._unpack(x)
         A = self._A[idx]
         S = np.tanh(A @ W1.T + b1)
@@ -385,9 +404,9 @@ class TwoLayerNetwork(TrainingLoss):
     def _check_dense(self, what: str, rows: int, order: int) -> None:
         entries = rows * self.dim**order
         if self.dim > MAX_DENSE_DIM or entries > MAX_DENSE_ENTRIES:
-            raise ValueError(f"TwoLayerNetwork.{what} forms a dense array of {rows} × {self.dim}^{order} = {entries:.3g} "
-                             f"entries (d = {self.dim}); it is meant for d ≤ {MAX_DENSE_DIM} and at most "
-                             f"{MAX_DENSE_ENTRIES:.0e} entries: use hess_vec or third_contract")  # fmt: skip
+            raise ValueError(f"TwoLayerNetwork.{what} forms a dense array of {rows} × {self.dim}^{order} = "
+                             f"{entries:.3g} entries (d = {self.dim}); it is meant for d ≤ {MAX_DENSE_DIM} and at "
+                             f"most {MAX_DENSE_ENTRIES:.0e} entries: use hess_vec or third_contract")  # fmt: skip
 
     def _output_hessians(self, x, idx=slice(None)):
         W2, A1, S, S1, S2, _ = self._activations(x, idx)
@@ -396,8 +415,8 @@ class TwoLayerNetwork(TrainingLoss):
         F, G = self._first_layer_index(), self._second_layer_index()
         out = np.zeros((b, K, self.dim, self.dim), dtype=np.result_type(x, float))
         # ∂²p_k/∂θ_jl∂θ_jl′ = W2_kj s″_j ã_l ã_l′ within unit j (θ_j = (W1[j], b1[j])).
-        out[:, :, F[:, :, None], F[:, None, :]] = (W2[None, :, :, None, None] * S2[:, None, :, None, None]
-                                                   * A1[:, None, None, :, None] * A1[:, None, None, None, :])  # fmt: skip
+        coef = (W2[None, :, :] * S2[:, None, :])[..., None, None]  # (b, K, h, 1, 1)
+        out[:, :, F[:, :, None], F[:, None, :]] = coef * (A1[:, :, None] * A1[:, None, :])[:, None, None]
         # ∂²p_k/∂θ_jl∂W2_kj = s′_j ã_l.
         cross = S1[:, None, :, None] * A1[:, None, None, :]  # (b, 1, h, m + 1)
         kk = np.arange(K)[:, None, None]
@@ -413,12 +432,13 @@ class TwoLayerNetwork(TrainingLoss):
         out = np.zeros((b, K) + (self.dim,) * 3, dtype=np.result_type(x, float))
         Aa = A1[:, :, None] * A1[:, None, :]  # ã_l ã_l′, (b, m + 1, m + 1)
         # ∂³p_k/∂θ_jl∂θ_jl′∂θ_jl″ = W2_kj s‴_j ã_l ã_l′ ã_l″.
-        out[:, :, F[:, :, None, None], F[:, None, :, None], F[:, None, None, :]] = (
-            (W2[None, :, :] * S3[:, None, :])[..., None, None, None] * (Aa[..., None] * A1[:, None, None, :])[:, None, None]
-        )  # fmt: skip
+        coef = (W2[None, :, :] * S3[:, None, :])[..., None, None, None]  # (b, K, h, 1, 1, 1)
+        triple = (Aa[..., None] * A1[:, None, None, :])[:, None, None]  # (b, 1, 1, m + 1, m + 1, m + 1)
+        out[:, :, F[:, :, None, None], F[:, None, :, None], F[:, None, None, :]] = coef * triple
         # ∂³p_k/∂θ_jl∂θ_jl′∂W2_kj = s″_j ã_l ã_l′, in each of the three slots.
         pair = S2[:, None, :, None, None] * Aa[:, None, None]  # (b, 1, h, m + 1, m + 1)
-        kk, Fl, Fr, Gk = np.arange(K)[:, None, None, None], F[None, :, :, None], F[None, :, None, :], G[:, :, None, None]
+        kk, Gk = np.arange(K)[:, None, None, None], G[:, :, None, None]
+        Fl, Fr = F[None, :, :, None], F[None, :, None, :]
         out[:, kk, Fl, Fr, Gk] = pair
         out[:, kk, Fl, Gk, Fr] = pair
         out[:, kk, Gk, Fl, Fr] = pair

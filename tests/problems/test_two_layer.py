@@ -71,7 +71,7 @@ def test_the_gradient_and_hvp_are_complex_steps_of_the_order_below(K):
 
 @pytest.mark.parametrize("K", KS, ids=K_IDS)
 def test_first_and_second_order_agree_with_the_generic_chain_rule(K):
-    # the twin builds ∇f = (1/n) Jᵀℓ′ and ∇²f = (1/n)[Jᵀ diag(ℓ″) J + Σ ℓ′ ∇²p] from the dense J and ∇²p
+    # the twin builds ∇f = (1/n) Jᵀℓ′ and ∇²f = (1/n)[Jᵀ diag(ℓ″) J + Σ ℓ′ ∇²p] from the dense J, ∇²p
     net = make(K)
     twin = twin_of(net)
     x, u, v = point(net)
