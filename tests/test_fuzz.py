@@ -23,12 +23,13 @@ import flatref as fr
 from flatref import theory
 from flatref.cli import main
 from flatref.errors import FlatrefError
-from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
+from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing, TwoLayerNetwork
 from flatref.testing import check_derivatives
 
 COUNTS = collections.Counter()
 PROBLEMS = [Example1(), LinearRegression.random(3, 5, rng=0), DiagonalLinearNetwork.random(2, 3, rng=0),
-            MatrixSensing.random(3, 2, 1, 4, rng=0)]  # fmt: skip
+            MatrixSensing.random(3, 2, 1, 4, rng=0),
+            TwoLayerNetwork(np.linspace(-1.0, 1.0, 6).reshape(3, 2), np.eye(3)[:, :2], 2)]  # fmt: skip
 ALLOWED = (ValueError, TypeError, FlatrefError, NotImplementedError)
 
 
