@@ -7,7 +7,8 @@ At ``n = 256`` samples, ``m = 64`` inputs, ``h = 128`` hidden units and ``K = 10
 Hessian-vector product, a third-derivative contraction, ``tr∇²f``, ``∇tr∇²f``, ``value_and_grad``
 and a batch-1 sample gradient, the time divided by that of ``_grad``. Each is the private
 (unchecked) method, the one inner loops call; the public, checked gradient is shown once for
-comparison. Times are the best of 5 repetitions of a loop of about 40 ms.
+comparison. Each ratio is the best of 7 loops of about 40 ms over the best of 7 loops of
+``_grad``, the two interleaved.
 
 BLAS runs on one thread by default (``--blas-threads 0`` keeps the library's default, which
 needs threadpoolctl to change): at these sizes a product such as ``A W1ᵀ`` (256 × 64 × 128) takes
@@ -34,20 +35,24 @@ import numpy as np
 from flatref.problems import TwoLayerNetwork
 
 
-def seconds_per_call(fun, budget=0.2):
-    """Best of 5 repetitions of a loop that lasts about ``budget / 5`` seconds."""
+def seconds_per_call(fun, budget=0.04):
+    """Seconds per call over a loop of about ``budget`` seconds."""
     fun()
     calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < budget / 5:
+    while time.perf_counter() - start < budget:
         fun()
         calls += 1
-    best = np.inf
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fun()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+    start = time.perf_counter()
+    for _ in range(calls):
+        fun()
+    return (time.perf_counter() - start) / calls
+
+
+def ratio(fun, base, rounds=7):
+    """Time of ``fun`` over time of ``base`` (each the best of ``rounds`` loops, the two interleaved,
+    so that a busy machine slows both alike), and the time of ``base``."""
+    times = np.array([(seconds_per_call(fun), seconds_per_call(base)) for _ in range(rounds)])
+    return times[:, 0].min() / times[:, 1].min(), times[:, 1].min()
 
 
 def faults_per_call(fun, calls=20):
@@ -88,7 +93,12 @@ def table(args):
     x = net.initial_point(rng=1)
     u, v = rng.standard_normal((2, net.dim))
     one = np.array([3])
+
+    def grad():
+        return net._grad(x)
+
     rows = [
+        ("_grad", grad),
         ("grad (public, checked)", lambda: net.grad(x)),
         ("hess_vec", lambda: net._hess_vec(x, u)),
         ("third_contract", lambda: net._third_contract(x, u, v)),
@@ -97,15 +107,13 @@ def table(args):
         ("value_and_grad", lambda: net._value_and_grad(x)),
         ("sample_grad (batch 1)", lambda: net._sample_grad(x, one)),
     ]
-    rows.insert(0, ("_grad", lambda: net._grad(x)))
-    base = seconds_per_call(lambda: net._grad(x))
     threads = args.blas_threads or "default"
     print(f"TwoLayerNetwork n = {args.n}, m = {args.m}, h = {args.hidden}, K = {args.k}: d = {net.dim:,}"
           f" (BLAS threads: {threads})")
-    print(f"one _grad: {base * 1e3:.2f} ms")
-    print(f"{'derivative':<24}{'time / _grad':>14}{'page faults':>13}")
+    print(f"{'derivative':<24}{'time / _grad':>14}{'page faults':>13}{'_grad (ms)':>12}")
     for name, fun in rows:
-        print(f"{name:<24}{seconds_per_call(fun) / base:>14.2f}{faults_per_call(fun):>13.0f}")
+        r, base = ratio(fun, grad)
+        print(f"{name:<24}{r:>14.2f}{faults_per_call(fun):>13.0f}{base * 1e3:>12.2f}")
 
 
 if __name__ == "__main__":
