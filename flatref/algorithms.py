@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_gate, as_int, as_nonnegative, as_positive
-from .geometry import proj_out
+from .geometry import _proj_out
 from .problems import Problem, TrainingLoss
 
 
@@ -183,7 +183,7 @@ class RS(StepRule):
         if g @ g > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
             return Step(x - self.eta * g, False, 0.0)
         (u,) = noise
-        v = proj_out(g, problem.unchecked.grad(x + self.rho * u))
+        v = _proj_out(g, problem.unchecked.grad(x + self.rho * u))
         return Step(x - self.eta * g - self.eta_prime * v, True, 1.0)
 
 
@@ -279,7 +279,7 @@ class SA(StepRule):
             return Step(x - self.eta * g, False, 0.0)
         batch, sigma = noise
         u = self.direction(problem, x, batch, rng)
-        v = proj_out(g, problem.unchecked.sample_grad(x + self.rho * sigma * u, batch))
+        v = _proj_out(g, problem.unchecked.sample_grad(x + self.rho * sigma * u, batch))
         return Step(x - self.eta * g - self.eta_prime * v, True, 2 * self.batch_size / problem.n_samples)
 
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_columns, check_problem
+from ._validation import as_array, as_columns, check_problem
 from .problems import Problem
 
 
 def proj_out(u, v):
     """``Proj⊥_u(v) = v − (⟨u, v⟩/‖u‖²) u`` (Definition 4, eq. (7)); ``v`` itself when ``u = 0``.
+
+    Both vectors are scaled by their largest entries first, so no intermediate overflows.
+
+    Raises:
+        ValueError: if ``u`` and ``v`` are not finite vectors of one length.
 
     Examples:
         >>> import numpy as np
@@ -24,10 +29,20 @@ def proj_out(u, v):
         [0.0, 4.0]
         >>> proj_out(np.zeros(2), np.array([3.0, 4.0])).tolist()
         [3.0, 4.0]
+        >>> proj_out(np.array([1e300, 1e300]), np.array([1e300, 0.0])).tolist()   # ⟨u, v⟩ would overflow
+        [5e+299, -5e+299]
     """
-    u, v = np.asarray(u), np.asarray(v)
+    u, v = as_array(u, "u"), as_array(v, "v")
     if u.ndim != 1 or u.shape != v.shape:
         raise ValueError(f"u and v must be vectors of one length, got shapes {u.shape} and {v.shape}")
+    su, sv = np.max(np.abs(u), initial=0.0), np.max(np.abs(v), initial=0.0)
+    if su == 0 or sv == 0:
+        return v.copy()
+    return sv * _proj_out(u / su, v / sv)
+
+
+def _proj_out(u, v):
+    """:func:`proj_out` without checks or scaling, for the steps of RS and SA (finite, moderate vectors)."""
     uu = u @ u
     return v if uu == 0 else v - ((u @ v) / uu) * u
 

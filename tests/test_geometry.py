@@ -1,5 +1,7 @@
 """The tangent geometry of X* (``flatref.geometry``) and the problems' own geometry methods."""
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import Valley
@@ -19,6 +21,23 @@ def test_proj_out_removes_the_component_along_u(seed, d):
     assert abs(w @ u) <= 1e-12 * np.linalg.norm(u) * np.linalg.norm(v)
     np.testing.assert_allclose(v - w, ((u @ v) / (u @ u)) * u, atol=1e-12 * np.linalg.norm(v))
     np.testing.assert_array_equal(proj_out(np.zeros(d), v), v)  # Proj⊥_0 is the identity
+
+
+@pytest.mark.parametrize("scale_u, scale_v", [(1e300, 1.0), (1.0, 1e300), (1e-300, 1e300), (1e300, 1e-300)])
+def test_proj_out_is_scale_invariant_where_inner_products_would_overflow(scale_u, scale_v):
+    # Proj⊥_{cu}(s v) = s Proj⊥_u(v): checked where ⟨u, v⟩ or ‖u‖² leaves float64's range
+    u, v = np.array([3.0, -4.0, 1.0]), np.array([1.0, 2.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = proj_out(scale_u * u, scale_v * v)
+    np.testing.assert_allclose(w / scale_v, proj_out(u, v), rtol=1e-14)
+
+
+def test_proj_out_refuses_non_finite_vectors():
+    with pytest.raises(ValueError, match="v contains non-finite"):
+        proj_out(np.ones(2), np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="u contains non-finite"):
+        proj_out(np.array([np.inf, 1.0]), np.ones(2))
 
 
 def test_setting1_projector_equals_the_hessian_null_space_projector():
