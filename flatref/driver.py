@@ -8,6 +8,7 @@ recording, the callback, divergence detection and the paper's output ``x̂ = x_�
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -135,14 +136,15 @@ class _Loop:
 
     def __init__(self, problem, method, x, steps, record_every, max_norm, rng):
         self.problem, self.method, self.steps, self.rng = problem, method, steps, rng
-        self.record_every, self.max_norm = record_every, max_norm
+        self.record_every = record_every
+        self.max_norm, self.max_norm_sq = max_norm, max_norm * max_norm  # inf when max_norm > 1.3e154
         self.hat_index = int(rng.integers(1, steps + 1))
         self.fallback_rng = rng.spawn(1)[0]
-        self.x, self.g = x, problem.grad(x)
-        self.record = _Recorder(problem.f, x, self.g)  # checked once: f(x0) beyond float64 raises
-        self.record.f_of = problem.unchecked.f
+        value, self.g = problem.value_and_grad(x)  # checked once: f(x0) or ∇f(x0) beyond float64 raises
+        self.x, self.record = x, _Recorder(x, value, self.g @ self.g, steps // record_every + 2)
+        self.grad, self.value_and_grad = problem.unchecked.grad, problem.unchecked.value_and_grad
         self.perturbed = np.zeros(steps, dtype=bool)
-        self.evals, self.x_hat = 1.0, None
+        self.evals, self.x_hat, self.noises = 1.0, None, ()
 
     def run(self, callback) -> Trajectory:
         status, detail, taken = Status.COMPLETED, f"{self.steps} steps", self.steps
@@ -157,55 +159,73 @@ class _Loop:
         return self.result(status, detail, taken)
 
     def step(self, t) -> bool:
-        """Step ``t → t + 1``; False (and no move) if the new iterate, its gradient or its record is not finite."""
+        """Step ``t → t + 1``; False (and no move) if the new iterate, its gradient or its value is not finite.
+
+        One squared norm checks each vector: it is NaN or inf when an entry is (or when the norm leaves
+        float64's range, beyond the supported ``‖x‖ < 1.3e154``). A recorded step takes ``f`` with the
+        gradient (:meth:`~flatref.problems.Problem.value_and_grad`); the others take the gradient only.
+        """
         if t % _BLOCK == 0:
-            self.block = self.method.draw(self.problem, self.rng, min(_BLOCK, self.steps - t))
-        noise = tuple(a[t % _BLOCK] for a in self.block)
+            self.noises = list(zip(*self.method.draw(self.problem, self.rng, min(_BLOCK, self.steps - t))))
+        noise = self.noises[t % _BLOCK] if self.noises else ()
         recorded = (t + 1) % self.record_every == 0 or t + 1 == self.steps
         with np.errstate(all="ignore"):  # overflow is reported as divergence
             s = self.method.step(self.problem, self.x, self.g, noise, self.fallback_rng)
-            if not (np.all(np.isfinite(s.x)) and np.linalg.norm(s.x) <= self.max_norm):
+            xx = s.x @ s.x
+            if not (math.isfinite(xx) and xx <= self.max_norm_sq):
                 return False
-            g = self.problem.unchecked.grad(s.x)
-            if not (np.all(np.isfinite(g)) and (not recorded or self.record.accepts(s.x, g))):
+            value, g = self.value_and_grad(s.x) if recorded else (0.0, self.grad(s.x))
+            gg = g @ g
+            if not (math.isfinite(gg) and math.isfinite(value)):
                 return False
         self.x, self.g, self.perturbed[t] = s.x, g, s.perturbed
         self.evals += 1.0 + s.grad_evals
         if t + 1 == self.hat_index:
             self.x_hat = self.x.copy()
         if recorded:
-            self.record.commit(t + 1)
+            self.record.add(t + 1, self.x, value, gg)
         return True
 
     def result(self, status, detail, taken) -> Trajectory:
-        if self.record.steps[-1] != taken:
-            self.record.accepts(self.x, self.g)
-            self.record.commit(taken)
+        if self.record.steps[-1] != taken:  # stopped or diverged between records: the last iterate is finite
+            value, g = self.value_and_grad(self.x)
+            self.record.add(taken, self.x, value, g @ g)
         return Trajectory(
             method=self.method, status=status, message=describe(status, detail), steps=taken,
-            record_steps=np.array(self.record.steps), xs=np.array(self.record.xs), f=np.array(self.record.f),
-            grad_norm=np.array(self.record.grad_norm), perturbed=self.perturbed[:taken], x_last=self.x,
+            record_steps=np.array(self.record.steps), xs=self.record.iterates(), f=np.array(self.record.f),
+            grad_norm=np.sqrt(self.record.grad_sq), perturbed=self.perturbed[:taken], x_last=self.x,
             x_hat=self.x_hat, hat_index=self.hat_index, grad_evals=self.evals,
         )  # fmt: skip
 
 
+#: Records up to this many bytes of iterates are allocated at once; longer runs grow their array by doubling.
+_RECORD_BYTES = 2**28
+
+
 class _Recorder:
-    """The recorded steps, iterates, values and gradient norms; a record is checked, then committed."""
+    """The recorded steps, iterates, values and ``‖∇f‖²``.
 
-    def __init__(self, f, x, g):
-        self.f_of = f
-        self.steps, self.xs, self.f, self.grad_norm = [], [], [], []
-        self.accepts(x, g)
-        self.commit(0)
+    The iterates are copied into one array as they come, allocated once for all ``count`` records
+    (by doubling beyond :data:`_RECORD_BYTES`): each step's own array is then freed and its memory
+    reused, fresh memory is touched once per record, and no copy of the run is made at the end.
+    """
 
-    def accepts(self, x, g) -> bool:
-        """Evaluate the record at ``x``; False if ``f(x)`` or ``‖g‖`` is not finite."""
-        self.pending = (x.copy(), float(self.f_of(x)), float(np.linalg.norm(g)))
-        return np.isfinite(self.pending[1]) and np.isfinite(self.pending[2])
+    def __init__(self, x, value, grad_sq, count):
+        self.steps, self.f, self.grad_sq = [], [], []
+        self.count = count
+        self.xs = np.empty((count if count * x.size * 8 <= _RECORD_BYTES else 64, x.size))
+        self.add(0, x, value, grad_sq)
 
-    def commit(self, t) -> None:
-        x, f, grad_norm = self.pending
+    def add(self, t, x, value, grad_sq) -> None:
+        k = len(self.steps)
+        if k == len(self.xs):
+            grown = np.empty((min(2 * k, self.count), x.size))
+            grown[:k] = self.xs
+            self.xs = grown
+        self.xs[k] = x
         self.steps.append(t)
-        self.xs.append(x)
-        self.f.append(f)
-        self.grad_norm.append(grad_norm)
+        self.f.append(float(value))
+        self.grad_sq.append(float(grad_sq))
+
+    def iterates(self) -> np.ndarray:
+        return self.xs[: len(self.steps)]

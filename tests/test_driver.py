@@ -115,7 +115,7 @@ def test_the_supported_range_is_checked_at_the_door():
 
     with pytest.raises(ValueError, match="x0 is beyond flatref's range: its norm must be below 1.3e154"):
         run(LinearRegression.random(3, 5), GD(0.01), np.full(5, 1e300), steps=2)
-    with pytest.raises(NonFiniteError, match=r"DiagonalLinearNetwork\.f is not finite"):
+    with pytest.raises(NonFiniteError, match=r"DiagonalLinearNetwork\.value_and_grad is not finite"):
         run(DLN, GD(0.01), np.full(DLN.dim, 1e80), steps=2)  # a quartic: f(x0) ≈ 1e320, ∇f(x0) ≈ 1e240 still finite
     with pytest.raises(ValueError, match=f"steps must be <= {MAX_STEPS}"):
         run(EX1, GD(0.1), [2.0, 0.6], steps=10**20)

@@ -99,6 +99,17 @@ class Problem(abc.ABC):
         """
         return self._evaluate(self._grad, self._point(x))
 
+    def value_and_grad(self, x) -> tuple[float, np.ndarray]:
+        """``(f(x), ∇f(x))`` at once, sharing what the two have in common (a training loss's residual).
+
+        Examples:
+            >>> from flatref.problems import Example1
+            >>> value, grad = Example1().value_and_grad([2.0, 1.0])     # s = x1 x2 − 1 = 1: (s², 2s(x2, x1))
+            >>> float(value), grad.tolist()
+            (1.0, [2.0, 4.0])
+        """
+        return self._evaluate(self._value_and_grad, self._point(x))
+
     def hess(self, x) -> np.ndarray:
         """The Hessian ``∇²f(x)``, shape ``(d, d)``.
 
@@ -192,7 +203,7 @@ class Problem(abc.ABC):
         """
         with np.errstate(all="ignore"):
             value = method(x, *args)
-        if not np.all(np.isfinite(value)):
+        if not all(np.all(np.isfinite(part)) for part in (value if isinstance(value, tuple) else (value,))):
             name = method.__name__.lstrip("_")
             raise NonFiniteError(f"{type(self).__name__}.{name} is not finite at this x (max |x_i| = "
                                  f"{np.max(np.abs(x)):.3g}): beyond the range of float64 for this problem")  # fmt: skip
@@ -298,6 +309,10 @@ class Problem(abc.ABC):
 
     @abc.abstractmethod
     def _hess(self, x): ...
+
+    def _value_and_grad(self, x):
+        """``(f, ∇f)``; families override it to share the work."""
+        return self._f(x), self._grad(x)
 
     # ----------------------------------------------------------- generic defaults
     def _hess_vec(self, x, v):
@@ -668,6 +683,11 @@ class TrainingLoss(Problem):
         _, (l1,) = self._loss_terms(x, 1)
         return self._output_jacobian(x).T @ l1 / self.n_samples
 
+    def _value_and_grad(self, x):
+        p, (l1,) = self._loss_terms(x, 1)
+        value = np.sum(self.loss.value(p, self._y)) / self.n_samples
+        return value, self._output_jacobian(x).T @ l1 / self.n_samples
+
     def _hess(self, x):
         _, (l1, l2) = self._loss_terms(x, 2)
         J = self._output_jacobian(x)
@@ -780,6 +800,7 @@ class Unchecked:
     def __init__(self, problem: Problem):
         self.problem = problem
         self.f, self.grad, self.hess, self.hess_vec = problem._f, problem._grad, problem._hess, problem._hess_vec
+        self.value_and_grad = problem._value_and_grad
         self.third_contract, self.trace_hess = problem._third_contract, problem._trace_hess
         self.grad_trace_hess = problem._grad_trace_hess
         if isinstance(problem, TrainingLoss):

@@ -155,6 +155,13 @@ class DiagonalLinearNetwork(TrainingLoss):
         Zb = self._Z[idx]
         return np.hstack([Zb * v, Zb * u])
 
+    def _sample_grad(self, x, idx, labels=None):
+        # (1/b) Σ_{i∈B} r_i ∇p_i with ∇p_i = (z_i⊙v, z_i⊙u): one product with Z_B and one with Z_Bᵀ
+        u, v = self._split(x)
+        Zb = self._Z[idx]
+        g = Zb.T @ (Zb @ (u * v) - (self._y[idx] if labels is None else labels)) / len(idx)
+        return np.concatenate([v * g, u * g])
+
     def _output_hessians(self, x, idx=slice(None)):
         Zb = self._Z[idx]
         D = self.n_features
@@ -178,6 +185,12 @@ class DiagonalLinearNetwork(TrainingLoss):
         u, v = self._split(x)
         g = self._g(x)
         return np.concatenate([v * g, u * g])
+
+    def _value_and_grad(self, x):
+        u, v = self._split(x)
+        r = self._Z @ (u * v) - self._y
+        g = self._Z.T @ r / self.n_samples
+        return (r @ r) / (2 * self.n_samples), np.concatenate([v * g, u * g])
 
     def _hess(self, x):
         u, v = self._split(x)

@@ -58,6 +58,10 @@ class Example1(TrainingLoss):
         s = x[0] * x[1] - 1.0
         return 2.0 * s * np.array([x[1], x[0]])
 
+    def _value_and_grad(self, x):
+        s = x[0] * x[1] - 1.0
+        return s * s, 2.0 * s * np.array([x[1], x[0]])
+
     def _hess(self, x):
         off = 2.0 * x[0] * x[1] - 1.0
         return 2.0 * np.array([[x[1] * x[1], off], [off, x[0] * x[0]]])

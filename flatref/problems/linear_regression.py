@@ -113,6 +113,10 @@ class LinearRegression(TrainingLoss):
     def _grad(self, x):
         return self._Z.T @ (self._Z @ x - self._y) / self.n_samples
 
+    def _value_and_grad(self, x):
+        r = self._Z @ x - self._y
+        return (r @ r) / (2 * self.n_samples), self._Z.T @ r / self.n_samples
+
     def _hess(self, x):
         return self._Z.T @ self._Z / self.n_samples
 

@@ -201,6 +201,11 @@ class MatrixSensing(TrainingLoss):
         (S,) = self._combine((self._outputs(x) - self._y)[:, None])
         return (2.0 / self.n_samples) * (S @ U).ravel()
 
+    def _value_and_grad(self, x):
+        s = self._outputs(x) - self._y
+        (S,) = self._combine(s[:, None])
+        return (s @ s) / (2 * self.n_samples), (2.0 / self.n_samples) * (S @ self._U(x)).ravel()
+
     def _hess(self, x):
         J = self._output_jacobian(x)
         (S,) = self._combine((self._outputs(x) - self._y)[:, None])

@@ -216,20 +216,6 @@ class TwoLayerNetwork(TrainingLoss):
         W1, b1, W2, b2 = self._unpack(x)
         return np.tanh(inputs @ W1.T + b1) @ W2.T + b2
 
-    def value_and_grad(self, x):
-        """``(f(x), ∇f(x))`` from one forward pass.
-
-        Examples:
-            >>> import numpy as np
-            >>> net = TwoLayerNetwork(np.eye(3), np.eye(3), hidden=4)
-            >>> x = net.initial_point(rng=1)
-            >>> value, grad = net.value_and_grad(x)
-            >>> bool(value == net.f(x)), bool(np.array_equal(grad, net.grad(x)))
-            (True, True)
-        """
-        stacked = self._evaluate(self._value_and_grad, self._point(x))
-        return stacked[0], stacked[1:]
-
     # ------------------------------------------------------------- helpers
     def _unpack(self, x):
         h, m, K = self._hidden, self.n_inputs, self.n_outputs
@@ -272,10 +258,8 @@ class TwoLayerNetwork(TrainingLoss):
         return self._backward(A, S, W2, (self.loss.weight / self.n_samples) * R)
 
     def _value_and_grad(self, x):
-        """``concat([f], ∇f)``: one array, so that the public method checks both at once."""
         _, _, W2, _, A, S, R = self._forward(x)
-        E = (self.loss.weight / self.n_samples) * R
-        return np.concatenate([[self._value(R)], self._backward(A, S, W2, E)])
+        return self._value(R), self._backward(A, S, W2, (self.loss.weight / self.n_samples) * R)
 
     def _sample_grad(self, x, idx, labels=None):
         _, _, W2, _, A, S, R = self._forward(x, idx)

@@ -101,6 +101,24 @@ def test_chain_rule_defaults_equal_the_closed_form_overrides(pp):
     assert_close(TrainingLoss._hess(problem, x), problem.hess(x), scale)
     assert_close(TrainingLoss._third(problem, x), problem.third(x), scale)
     assert_close(TrainingLoss._third_contract(problem, x, u, v), problem.third_contract(x, u, v), scale * uv)
+    batch = np.array([problem.n_samples - 1, 0])
+    labels = problem.y[batch] + rng.standard_normal(problem.y[batch].shape)
+    for args in [(batch,), (batch, labels.reshape(-1))]:  # the private form takes label rows
+        assert_close(TrainingLoss._sample_grad(problem, x, *args), problem.unchecked.sample_grad(x, *args), scale)
+
+
+@given(problem_and_point())
+def test_value_and_grad_is_f_and_grad_in_one_pass(pp):
+    # the shared residual must give the same numbers as the two separate closed forms and the chain rule's
+    problem, x = pp
+    scale = derivative_scale(problem, x)
+    value, grad = problem.value_and_grad(x)
+    assert_close(value, problem.f(x), scale)
+    assert_close(grad, problem.grad(x), scale)
+    generic_value, generic_grad = TrainingLoss._value_and_grad(problem, x)
+    assert_close(generic_value, problem.f(x), scale)
+    assert_close(generic_grad, problem.grad(x), scale)
+    assert Problem._value_and_grad(problem, x)[0] == problem.f(x)
 
 
 @given(problem_and_point())
