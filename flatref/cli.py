@@ -1,4 +1,4 @@
-"""The command line: ``python -m flatref demo``, ``figures``, ``rates``, ``run`` and ``check`` (``--help`` on each).
+"""The command line: ``python -m flatref demo``, ``figures``, ``rates``, ``escape``, ``run`` and ``check`` (``--help`` on each).
 
 argparse only: each command calls the experiments and report layers and prints what they return.
 """
@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 from .algorithms import GD, RS, SA, SAM, LabelNoiseSGD
+from .data import import_sklearn_digits
 from .driver import MAX_STEPS, run
+from .errors import MissingExtraError
 from .experiments.parallel import dask_backend
 from .experiments.recipes import demo_escapes
 from .experiments.registry import CHECKS, RUN_CHOICES, make
 from .flatness import flatness_along, flatness_report
+from .report.digits import escape, summary
 from .report.figures import run_figure
 from .report.jobs import all_figures, draw, rates
 from .report.progress import RunProgress
@@ -54,6 +57,24 @@ def rates_command(args) -> int:
     for path in result.paths:
         print(f"wrote {path}")
     print(f"{result.computed} runs computed, {result.cached} from the cache; {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def escape_command(args) -> int:
+    """Escape a bad minimizer of a tanh network on handwritten digits (the paper's Section 5); write digits.csv, .png."""
+    try:
+        import_sklearn_digits()
+    except MissingExtraError as err:
+        print(f"flatref escape: error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    print(f"the {'quick' if args.quick else 'full'} escape runs from the bad minimizer (progress on stderr) ...",
+          flush=True)  # fmt: skip
+    with _backend(args):
+        result = escape(args.out, quick=args.quick, jobs=args.jobs, cache=args.cache, progress=True)
+    print("\n".join(summary(result)))
+    out = Path(args.out)
+    print(f"wrote {out / 'digits.csv'} and {out / 'digits.png'}; {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -213,12 +234,13 @@ def add_sweep_arguments(command):
 def main(argv=None) -> int:
     parser = _Parser(prog="flatref", description="flatref: flat minima, exactly.")
     commands = parser.add_subparsers(dest="command", required=True)
-    subcommands = (("demo", demo), ("figures", figures), ("rates", rates_command), ("run", run_one), ("check", check))
+    subcommands = (("demo", demo), ("figures", figures), ("rates", rates_command), ("escape", escape_command),
+                   ("run", run_one), ("check", check))  # fmt: skip
     for name, fun in subcommands:
         doc = fun.__doc__.splitlines()[0]
         command = commands.add_parser(name, help=doc, description=doc)
         command.set_defaults(run=fun)
-        if name in ("demo", "figures", "rates"):
+        if name in ("demo", "figures", "rates", "escape"):
             command.add_argument("--out", type=_folder, default="figures",
                                  help="folder for the figures (default: figures)")
         if name == "figures":
@@ -228,6 +250,13 @@ def main(argv=None) -> int:
             command.add_argument("--quick", action="store_true", help="a small grid (under a minute), as in the tests")
             command.add_argument("--cache", metavar="DIR", type=_folder,
                                  help="keep finished runs in DIR; a rerun skips them")
+            add_sweep_arguments(command)
+        if name == "escape":
+            command.add_argument("--quick", action="store_true",
+                                 help="a third of the steps and five records per run (under 5 minutes on 2 cores)")
+            command.add_argument("--cache", metavar="DIR", type=_folder,
+                                 help="keep the two minimizers in DIR (default $FLATREF_CACHE/digits or "
+                                      "~/.cache/flatref/digits)")  # fmt: skip
             add_sweep_arguments(command)
         if name == "run":
             add_run_arguments(command)

@@ -8,5 +8,6 @@ a recovery error at each given limit), and is the only layer that imports matplo
 - :mod:`~flatref.report.figures`: one function per figure, from the recipes' data;
 - :mod:`~flatref.report.tables`: the markdown of Table 1 in numbers;
 - :mod:`~flatref.report.progress`: printers passed to the core as callbacks;
-- :mod:`~flatref.report.jobs`: the commands' jobs (every figure; the rates), which compute and write.
+- :mod:`~flatref.report.jobs`: the commands' jobs (every figure; the rates), which compute and write;
+- :mod:`~flatref.report.digits`: the digits experiment's CSV, figure and job (``escape``).
 """
