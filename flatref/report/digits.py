@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from ..experiments.digits import COLUMNS, SETUP, Escape, escape_experiment, escape_methods, final_rows
 from .files import COLORS, csv_value, pyplot, save_png, write_csv
 from .progress import SweepProgress
@@ -62,7 +64,8 @@ def digits_figure(escape: Escape, out_dir) -> Path:
     for (method, batch), rows in _runs(escape.rows).items():
         read = [r for r in rows if r.trace_phi is not None]
         steps = [r.step for r in read]
-        style = {"color": color(method, batch), "label": label(method, batch), "lw": 1.4, "marker": ".", "ms": 4}
+        style = {"color": color(method, batch), "label": label(method, batch), "lw": 1.4, "marker": ".", "ms": 4,
+                 "ls": "--" if method == "gd" else "-", "zorder": 3 if method == "gd" else 2}  # GD dashed over RS
         ax_tr.plot(steps, [r.trace_phi for r in read], **style)
         ax_acc.plot(steps, [100 * r.test_acc for r in read], **style)
         ax_sc.plot([r.trace_phi for r in read], [100 * r.test_acc for r in read], color=style["color"], lw=0.8,
@@ -123,6 +126,7 @@ def summary(escape: Escape) -> list[str]:
         run               steps  trace at Φ        test accuracy at Φ
         SA, b = 1            10  800.0 → 700.0 (-12.5%)  60.0% → 70.0% (+10.0)
         Spearman(trace at Φ, test accuracy) over the runs' last steps: -1.00
+        reads at Φ after step 0: 1 (0 failed), 0.0 s and 0 gradients median, 0.0 s and 0 at most
     """
     lines = ["minimizer  train  test    trace"]
     for row in escape.rows:
@@ -139,5 +143,11 @@ def summary(escape: Escape) -> list[str]:
         lines.append(f"{label(method, batch):<17}{last.step:>6}  {first.trace_phi:.1f} → {last.trace_phi:.1f} "
                      f"({change:+.1f}%)  {100 * first.test_acc:.1f}% → {100 * last.test_acc:.1f}% ({gain:+.1f})")  # fmt: skip
     lines.append(f"Spearman(trace at Φ, test accuracy) over the runs' last steps: {escape.spearman:.2f}")
+    reads = [row for rows in _runs(escape.rows).values() for row in rows if row.step > 0]
+    if reads:
+        seconds, grads = np.array([r.phi_seconds for r in reads]), np.array([r.phi_grads for r in reads])
+        failed = sum(r.trace_phi is None for r in reads)
+        lines.append(f"reads at Φ after step 0: {len(reads)} ({failed} failed), {np.median(seconds):.1f} s and "
+                     f"{np.median(grads):.0f} gradients median, {seconds.max():.1f} s and {grads.max()} at most")  # fmt: skip
     return lines
 
