@@ -14,14 +14,18 @@ knows its flattest minimum, the gap to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.linalg import LinAlgError, cho_solve, cholesky, lapack
 
 from ._validation import as_array, as_int, as_nonnegative, as_positive, as_vector, check_problem, require_finite
+from .errors import LimitMapError
 from .flow import LimitPoint, limit_map
 from .geometry import project_tangent
-from .problems import Problem
+from .problems import Problem, TrainingLoss
+from .problems.base import DENSE_MAX_DIM
 from .status import Status
 
 
@@ -52,13 +56,66 @@ def grad_tr_bar(problem: Problem, x) -> np.ndarray:
 def metric_at_minimum(problem: Problem, x_star) -> float:
     """``‖∂Φ(x*) ∇tr̄(x*)‖`` for a point ``x_star`` of the minima set (no flow is run).
 
+    ``∂Φ(x*) = P = I − Jᵀ(JJᵀ)⁻¹J`` for a training loss with output Jacobian ``J`` (``n × d``), so
+    ``P g = g − Jᵀc`` with ``c`` the least-squares solution of ``Jᵀc ≈ g``: one Gram matrix ``JJᵀ`` and its
+    Cholesky factor, ``O(n²d)``, never a ``d × d`` projector (:func:`tangent_part`). Elsewhere, and where
+    ``J`` is too ill-conditioned for that, the problem's normal basis (docs/theory.md §6.2).
+
     Examples:
         >>> from flatref.problems import Example1
         >>> round(metric_at_minimum(Example1(), [1.0, 1.0]), 12)   # the flat minimum
         0.0
     """
     check_problem(problem)
-    return _norm(project_tangent(problem, x_star, grad_tr_bar(problem, x_star)))
+    g = grad_tr_bar(problem, x_star)
+    return _norm(tangent_part(problem, as_vector(x_star, problem.dim, "x_star"), g))
+
+
+#: The Gram route of :func:`tangent_part` is taken when ``√(tr K · tr K⁻¹) ≤ 1e5`` (``K = JJᵀ``), a bound on
+#: ``cond(J) = √(λ_max(K)/λ_min(K))``. Then every singular value of ``J`` is above the ``1e-6 σ_max`` cut of
+#: :meth:`~flatref.problems.TrainingLoss.normal_basis`, so both routes project onto the same space, and the
+#: corrected semi-normal equations are accurate to about ``ε_mach · cond(J) ≤ 2e-11`` of ``‖g‖``.
+GRAM_MAX_COND = 1e5
+
+
+def tangent_part(problem: Problem, x_star, g) -> np.ndarray:
+    """``∂Φ(x*) g``: ``g`` minus its part in the normal space of ``X*`` at ``x_star``.
+
+    For a training loss, ``g − Jᵀc`` where ``(JJᵀ)c = Jg`` (``J`` the ``n × d`` output Jacobian; ``n`` the
+    rows), solved by Cholesky with one step of refinement (Björck's corrected semi-normal equations:
+    ``c₂ = (JJᵀ)⁻¹J r`` for the residual ``r = g − Jᵀc``), ``O(n²d)``. Where the bound of :data:`GRAM_MAX_COND`
+    fails, or for other problems, :func:`~flatref.geometry.project_tangent` (an SVD of ``J``, or the
+    Hessian's eigenvectors).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> tangent_part(Example1(), np.array([2.0, 0.5]), np.array([1.0, 0.0])).round(6).tolist()   # ⟂ (0.5, 2)
+        [0.941176, -0.235294]
+    """
+    if isinstance(problem, TrainingLoss):
+        projected = _gram_tangent_part(problem.unchecked.output_jacobian(x_star).reshape(-1, problem.dim), g)
+        if projected is not None:
+            return projected
+    return project_tangent(problem, x_star, g)
+
+
+def _gram_tangent_part(J, g):
+    """``g − Jᵀ(JJᵀ)⁻¹Jg`` by Cholesky and one refinement step, or ``None`` where ``J`` may be ill-conditioned
+    or a number overflows (then the SVD route decides)."""
+    with np.errstate(all="ignore"):
+        K = J @ J.T
+        if not np.all(np.isfinite(K)):
+            return None
+        try:
+            R = cholesky(K, lower=False, check_finite=False)
+        except LinAlgError:
+            return None
+        R_inv, info = lapack.dtrtri(R, lower=0)
+        if info != 0 or not np.trace(K) * np.sum(R_inv * R_inv) <= GRAM_MAX_COND**2:  # NaN fails too
+            return None
+        residual = g - J.T @ cho_solve((R, False), J @ g, check_finite=False)
+        residual = residual - J.T @ cho_solve((R, False), J @ residual, check_finite=False)
+    return residual if np.all(np.isfinite(residual)) else None
 
 
 def stationarity_metric(problem: Problem, x, **limit_options) -> float:
@@ -375,6 +432,7 @@ class FlatnessPath:
             stopped short of a minimum (e.g. ``stalled`` on the slow approach to a degenerate
             minimum) are those of the last point it reached; at a ``diverged`` flow they are NaN.
         x_star: the limits ``Φ(x_t)``, one per row.
+        limits: the :class:`~flatref.flow.LimitPoint` of each flow (its gradient count, message, ...).
     """
 
     steps: np.ndarray
@@ -384,6 +442,7 @@ class FlatnessPath:
     metric: np.ndarray
     status: tuple
     x_star: np.ndarray = field(repr=False)
+    limits: tuple = field(default=(), repr=False)
 
     @property
     def success(self) -> bool:
@@ -391,7 +450,8 @@ class FlatnessPath:
         return all(s.success for s in self.status)
 
 
-def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit_options) -> FlatnessPath:
+def flatness_along(problem: Problem, trajectory, *, throw: bool = False, warm: bool = True,
+                   **limit_options) -> FlatnessPath:  # fmt: skip
     """``tr̄(Φ(x_t))``, the raw trace at ``Φ(x_t)`` and the metric along a run.
 
     Args:
@@ -400,24 +460,41 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit
             an array of points, one per row.
         throw: raise :class:`~flatref.errors.LimitMapError` at the first flow that does not
             converge, instead of reporting it in ``status``.
+        warm: start each flow's stiff part from the previous limit (below); ``False`` runs
+            :func:`~flatref.flow.limit_map` from every point as it is.
         **limit_options: passed to :func:`~flatref.flow.limit_map`.
 
-    Each ``Φ(x_t)`` is a flow from ``x_t`` itself; along these runs the iterates stay
-    near the minima set, so the flows are short. Matrix-free throughout: the metric
-    needs one SVD of the ``n × d`` output Jacobian (Setting 1), never a ``d³`` tensor.
+    **Warm start** (docs/theory.md §6.9). Consecutive iterates are close, so ``Φ(x_{t+1})`` is close to
+    ``Φ(x_t)``, and the Hessian along the flow from ``x_{t+1}`` is close to ``L = ∇²f`` at ``Φ(x_t)``. The
+    flow from ``x_{t+1}`` is integrated by an exponential Runge–Kutta method that takes ``e^{−hL}`` exactly
+    (:func:`exponential_flow`), with steps limited by accuracy instead of by stiffness, until
+    ``‖∇f‖ ≤ gtol``; from that point of the same flow line :func:`~flatref.flow.limit_map` finishes and
+    certifies exactly as from a cold start (the projection's step at most ``finish_radius``, the saddle
+    check, every status). A point whose warm flow fails (too many steps, a limit of ``limit_map`` reached, a
+    non-finite value) or ends without success is computed cold, so every failure reported is one of the
+    cold path, with its status. ``L`` is built once from the output Jacobian (``O(n²d)``) and rebuilt at the
+    current limit when the flow needs too many steps; its quality affects only the cost, never the result.
+    The metric is :func:`metric_at_minimum` (an ``n × n`` Cholesky solve for training losses).
 
     Examples:
         >>> from flatref.problems import Example1
         >>> path = flatness_along(Example1(), [[3.0, 1 / 3], [1.0, 1.0]])
         >>> path.tr_bar.round(6).tolist(), path.success
         ([9.111111, 2.0], True)
+        >>> cold = flatness_along(Example1(), [[3.0, 0.34], [3.01, 0.34]], warm=False)
+        >>> warm = flatness_along(Example1(), [[3.0, 0.34], [3.01, 0.34]])
+        >>> bool(np.allclose(warm.x_star, cold.x_star, rtol=0, atol=1e-9))
+        True
     """
     check_problem(problem)
     points = as_array(getattr(trajectory, "xs", trajectory), "trajectory")
     steps = getattr(trajectory, "record_steps", None)
     if points.ndim != 2 or points.shape[1] != problem.dim:
         raise ValueError(f"trajectory must hold points of length {problem.dim} in rows, got shape {points.shape}")
-    limits = [limit_map(problem, x, throw=throw, **limit_options) for x in points]
+    if not isinstance(warm, bool):
+        raise TypeError(f"warm must be True or False, got {type(warm).__name__}")
+    limit = _WarmLimits(problem, throw, limit_options) if warm else _cold(problem, throw, limit_options)
+    limits = [limit(x) for x in points]
     values = np.array([_flatness_at(problem, limit) for limit in limits]).reshape(-1, 2)
     flattest = flattest_trace(problem)
     return FlatnessPath(
@@ -428,6 +505,7 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, **limit
         metric=values[:, 1],
         status=tuple(limit.status for limit in limits),
         x_star=np.array([limit.x for limit in limits]).reshape(len(points), problem.dim),
+        limits=tuple(limits),
     )
 
 
@@ -436,3 +514,309 @@ def _flatness_at(problem: Problem, limit: LimitPoint) -> tuple[float, float]:
     if limit.status is Status.DIVERGED:
         return np.nan, np.nan
     return float(problem.trace_hess(limit.x)), metric_at_minimum(problem, limit.x)
+
+
+def _cold(problem, throw, options):
+    """``x ↦ limit_map(problem, x)`` with the caller's options."""
+    return lambda x: limit_map(problem, x, throw=throw, **options)
+
+
+#: limit_map's keyword arguments and their defaults: the warm flow obeys the same tolerances and limits.
+_LIMIT_DEFAULTS = {name: p.default for name, p in inspect.signature(limit_map).parameters.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY}  # fmt: skip
+
+
+class _WarmLimits:
+    """``Φ(x)`` for consecutive points: each flow's stiff part from the last converged limit (the anchor)."""
+
+    def __init__(self, problem, throw, options):
+        unknown = set(options) - set(_LIMIT_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)} for limit_map")
+        self.problem, self.throw, self.options = problem, throw, options
+        self.settings = _LIMIT_DEFAULTS | options
+        self.anchor, self.linear, self.first_step, self.steps_at_build = None, None, None, 0
+
+    def __call__(self, x) -> LimitPoint:
+        limit = self._warm(x) if self.anchor is not None else None
+        if limit is None or not limit.success:
+            limit = limit_map(self.problem, x, throw=False, **self.options)
+        if limit.success:
+            self.anchor = limit.x
+        elif self.throw:
+            raise LimitMapError(limit)
+        return limit
+
+    def _warm(self, x):
+        """The warm limit, or ``None`` where the exponential flow fails, also with ``L`` rebuilt at the anchor."""
+        if self.linear is not None:
+            flow = self._flow(x, 2 * max(self.steps_at_build, 10), self.first_step)
+            if flow.success:
+                return self._finish(flow)
+        self.linear = linear_part(self.problem, self.anchor)
+        if self.linear is None:
+            return None
+        flow = self._flow(x, MAX_EXPONENTIAL_STEPS, None)
+        if not flow.success:
+            return None
+        self.steps_at_build = flow.steps
+        return self._finish(flow)
+
+    def _flow(self, x, max_steps, first_step):
+        keys = ("gtol", "rtol", "atol", "max_time", "max_grad_evals", "blowup")
+        return exponential_flow(self.problem, x, self.linear, anchor=self.anchor, first_step=first_step,
+                                max_steps=max_steps, **{key: self.settings[key] for key in keys})  # fmt: skip
+
+    def _finish(self, flow):
+        """``limit_map`` from the flow's end, with what the flow spent taken from its budgets and added to its
+        counts (the exponential flow stops before either budget runs out)."""
+        self.first_step = flow.first_step
+        left = {"max_time": self.settings["max_time"] - flow.time,
+                "max_grad_evals": self.settings["max_grad_evals"] - flow.n_grad}  # fmt: skip
+        if not (left["max_time"] > 0 and left["max_grad_evals"] >= 1):
+            return None
+        limit = limit_map(self.problem, flow.x, throw=False, **(self.options | left))
+        return replace(limit, n_grad=limit.n_grad + flow.n_grad, flow_time=limit.flow_time + flow.time,
+                       message=f"{limit.message} (warm start: {flow.steps} exponential steps to |grad f| <= gtol)")
+
+
+#: The steps :func:`exponential_flow` may take with a freshly built ``L`` (then the point is computed cold);
+#: with an older ``L``, twice the steps the first flow with it took (at least 20), before it is rebuilt.
+MAX_EXPONENTIAL_STEPS = 200
+
+
+@dataclass(frozen=True)
+class LinearPart:
+    """A symmetric ``L = V diag(λ) Vᵀ ≈ ∇²f`` near a minimum (see :func:`linear_part`).
+
+    Attributes:
+        anchor: the point of ``X*`` where it was built.
+        basis: ``V``, ``d × r`` with orthonormal columns (to rounding).
+        eigenvalues: ``λ``, length ``r``.
+    """
+
+    anchor: np.ndarray = field(repr=False)
+    basis: np.ndarray = field(repr=False)
+    eigenvalues: np.ndarray
+
+
+def linear_part(problem: Problem, anchor) -> LinearPart | None:
+    """``L = ∇²f(anchor)`` on its range, as ``V diag(λ) Vᵀ`` with orthonormal ``V``; ``None`` where not available.
+
+    For a training loss at a minimum ``∇²f = (1/n) Jᵀ diag(ℓ″) J = BBᵀ`` with ``B = Jᵀ diag(√(ℓ″/n))``
+    (eq. (31)): a thin QR factorization ``B = QR`` and the eigenvectors ``W`` of the small ``RRᵀ`` give
+    ``V = QW`` (``O(n²d)``, no ``d × d`` matrix). Otherwise, for ``d ≤ DENSE_MAX_DIM``, the eigenvectors of
+    the dense Hessian with eigenvalues above ``1e-12 λ_max``. ``None`` for other problems, or where ``ℓ″ ≤ 0``
+    or a value is not finite. ``V`` is orthonormal to rounding, so ``e^{−hL} = I + V(e^{−hλ} − 1)Vᵀ`` is the
+    exponential of exactly this ``L``.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> part = linear_part(Example1(), [1.0, 1.0])   # ∇²f = 2 (1, 1)(1, 1)ᵀ: λ = 4 along (1, 1)/√2
+        >>> part.eigenvalues.round(12).tolist(), abs(part.basis).round(6).ravel().tolist()
+        ([4.0], [0.707107, 0.707107])
+    """
+    check_problem(problem)
+    anchor = as_vector(anchor, problem.dim, "anchor")
+    with np.errstate(all="ignore"):
+        if isinstance(problem, TrainingLoss):
+            basis, lam = _gauss_newton_part(problem, anchor)
+        elif problem.dim <= DENSE_MAX_DIM:
+            lam, basis = np.linalg.eigh(problem.unchecked.hess(anchor))
+        else:
+            return None
+    if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(basis))) or lam.size == 0 or lam[-1] <= 0:
+        return None
+    keep = lam > 1e-12 * lam[-1]
+    return LinearPart(anchor, np.ascontiguousarray(basis[:, keep]), lam[keep])
+
+
+def _gauss_newton_part(problem, anchor):
+    """``(V, λ)`` of ``(1/n) Jᵀ diag(ℓ″) J`` at ``anchor``, ascending; ``λ`` empty where some ``ℓ″ ≤ 0``."""
+    fast = problem.unchecked
+    curvature = problem.loss.d2(fast.outputs(anchor), problem.y.reshape(-1)) / problem.n_samples
+    if not np.all(curvature > 0):
+        return np.zeros((problem.dim, 0)), np.zeros(0)
+    Q, R = np.linalg.qr(fast.output_jacobian(anchor).reshape(-1, problem.dim).T * np.sqrt(curvature))
+    lam, W = np.linalg.eigh(R @ R.T)
+    return Q @ W, lam
+
+
+@dataclass(frozen=True)
+class ExponentialFlow:
+    """The end of :func:`exponential_flow`.
+
+    Attributes:
+        x: the last point reached (``‖∇f(x)‖ ≤ gtol`` when ``success``).
+        success: whether ``‖∇f‖ ≤ gtol`` was reached within the limits.
+        reason: why the flow stopped.
+        time: the flow time integrated.
+        steps: accepted steps.
+        n_grad: gradient evaluations (four per attempted step, one at the end).
+        first_step: the first accepted step size (a good first step for a neighbouring flow).
+    """
+
+    x: np.ndarray = field(repr=False)
+    success: bool
+    reason: str
+    time: float
+    steps: int
+    n_grad: int
+    first_step: float | None
+
+
+def exponential_flow(problem: Problem, x, linear: LinearPart, *, anchor=None, gtol: float = 1e-6,
+                     rtol: float = 1e-9, atol: float = 1e-12, first_step: float | None = None,
+                     max_steps: int = MAX_EXPONENTIAL_STEPS, max_time: float = 1e8, max_grad_evals: int = 200_000,
+                     blowup: float = 1e6) -> ExponentialFlow:  # fmt: skip
+    """The gradient flow ``ẋ = −∇f(x)`` from ``x`` until ``‖∇f‖ ≤ gtol``, with the linear part taken exactly.
+
+    With ``c`` the anchor (a point of ``X*``, by default ``linear.anchor``) and ``u = x − c``, the flow is
+    ``u̇ = −Lu − N(u)`` with ``N(u) = ∇f(c + u) − Lu``; this is exact for any symmetric ``L``. Near ``X*`` the
+    stiffness is in ``L`` (the normal rates ``λ``), and ``N`` is small (``O(‖u‖²)`` when ``L = ∇²f(c)``) with a
+    small Jacobian. Each step is Cox and Matthews' exponential Runge–Kutta method of order 4 (ETDRK4,
+    J. Comput. Phys. 176, 2002) with ``e^{−hL}`` and ``φ_k(−hL)`` applied through ``V`` (``O(rd)`` per product):
+
+    ``a = e^{−hL/2}u + (h/2)φ₁(−hL/2)F(u)``, ``b = e^{−hL/2}u + (h/2)φ₁(−hL/2)F(a)``,
+    ``c = e^{−hL/2}a + (h/2)φ₁(−hL/2)(2F(b) − F(u))``,
+    ``u⁺ = e^{−hL}u + h[(φ₁ − 3φ₂ + 4φ₃)F(u) + (2φ₂ − 4φ₃)(F(a) + F(b)) + (4φ₃ − φ₂)F(c)]``,
+
+    with ``F = −N`` and ``φ_k`` at ``−hL``. Replacing ``F(a) + F(b)`` by ``2F(b)`` gives a second-order method;
+    the difference ``h(2φ₂ − 4φ₃)(F(a) − F(b))`` is the error estimate, held below ``atol + rtol·|x|`` in
+    root mean square as by :func:`scipy.integrate.solve_ivp` (local extrapolation: the step kept is the
+    fourth-order one). The limits are those of :func:`~flatref.flow.limit_map`: flow time, gradient
+    evaluations, ``‖x‖ > blowup · (1 + ‖x(0)‖)``, and ``max_steps``.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> problem = Example1()
+        >>> flow = exponential_flow(problem, [2.0, 0.6], linear_part(problem, [2.0, 0.5]))
+        >>> flow.success, bool(np.linalg.norm(problem.grad(flow.x)) <= 1e-6)
+        (True, True)
+        >>> x = problem.project_to_minima(flow.x)          # x1² − x2² = 3.64 is conserved along the flow
+        >>> round(float(x[0] ** 2 - x[1] ** 2), 8), bool(np.allclose(x, problem.exact_limit([2.0, 0.6]), atol=1e-10))
+        (3.64, True)
+    """
+    check_problem(problem)
+    x = as_vector(x, problem.dim)
+    centre = linear.anchor if anchor is None else as_vector(anchor, problem.dim, "anchor")
+    stepper = _ETDRK4(problem, linear, centre, as_positive(rtol, "rtol"), as_positive(atol, "atol"))
+    limits = (as_positive(gtol, "gtol"), as_int(max_steps, "max_steps", minimum=1), as_positive(max_time, "max_time"),
+              as_int(max_grad_evals, "max_grad_evals", minimum=1),
+              as_positive(blowup, "blowup") * (1.0 + float(np.linalg.norm(x))))  # fmt: skip
+    with np.errstate(all="ignore"):
+        return stepper.run(x, first_step, *limits)
+
+
+def _phi(z):
+    """``(e^z, φ₁(z), φ₂(z), φ₃(z))`` elementwise for ``z ≤ 0``: ``φ_k(z) = (φ_{k−1}(z) − 1/(k−1)!)/z`` for
+    ``|z| ≥ 1`` (little cancellation there), the Taylor series ``Σ_j z^j/(j + k)!`` (20 terms, error below
+    ``1e-18``) for ``|z| < 1``."""
+    z = np.asarray(z, dtype=float)
+    small = np.abs(z) < 1.0
+    out = [np.exp(z)]
+    zs = np.where(small, 1.0, z)
+    series = np.vander(np.where(small, z, 0.0), 20, increasing=True) @ _SERIES  # (r, 3): φ₁, φ₂, φ₃ near 0
+    for k in range(1, 4):
+        out.append(np.where(small, series[:, k - 1], (out[-1] - 1.0 / _FACTORIALS[k - 1]) / zs))
+    return out
+
+
+_FACTORIALS = np.cumprod(np.concatenate([[1.0], np.arange(1.0, 25.0)]))
+#: ``1/(j + k)!`` for ``j < 20`` (rows) and ``k = 1, 2, 3`` (columns).
+_SERIES = 1.0 / _FACTORIALS[np.arange(20)[:, None] + np.arange(1, 4)]
+
+
+class _ETDRK4:
+    """The steps of :func:`exponential_flow`. Every vector ``v`` is carried with its coordinates ``ṽ = Vᵀv``;
+    ``ψ(−hL)v = ψ(0)v + V((ψ(−hλ) − ψ(0))ṽ)``, so each stage costs one gradient, one ``Vᵀg`` and one ``V·``."""
+
+    def __init__(self, problem, linear, centre, rtol, atol):
+        self.grad, self.centre, self.rtol, self.atol = problem.unchecked.grad, centre, rtol, atol
+        self.V, self.lam = linear.basis, linear.eigenvalues
+        self.n_grad, self._memo = 0, {}
+
+    def _coefficients(self, h):
+        """The step's functions of ``−hλ``, remembered (a doubled step needs them at ``h`` and ``h/2``):
+        ``(e^{−hλ}, e^{−hλ/2} − 1, (h/2)φ₁(−hλ/2), hf₁, hf₂, hf₃)`` with ``f₁ = φ₁ − 3φ₂ + 4φ₃``,
+        ``f₂ = 2φ₂ − 4φ₃``, ``f₃ = 4φ₃ − φ₂`` at ``−hλ`` (``1/6``, ``1/3``, ``1/6`` at ``λ = 0``)."""
+        if h not in self._memo:
+            if len(self._memo) > 8:
+                self._memo.clear()
+            e, p1, p2, p3 = _phi(-h * self.lam)
+            e2, q = _phi(-h * self.lam / 2)[:2]
+            self._memo[h] = (e, e2 - 1, (h / 2) * q, h * (p1 - 3 * p2 + 4 * p3), h * (2 * p2 - 4 * p3),
+                             h * (4 * p3 - p2))  # fmt: skip
+        return self._memo[h]
+
+    def _evaluate(self, u, u_modal):
+        """``(g, ĝ, F̃)``: ``g = ∇f(c + u)``, ``ĝ = Vᵀg`` and the coordinates ``F̃ = λũ − ĝ`` of ``F = −N``."""
+        g = self.grad(self.centre + u)
+        self.n_grad += 1
+        g_modal = self.V.T @ g
+        return g, g_modal, self.lam * u_modal - g_modal
+
+    def run(self, x, h, gtol, max_steps, max_time, max_grad_evals, max_norm) -> ExponentialFlow:
+        u = x - self.centre
+        state, t, steps, first = (u, self.V.T @ u), 0.0, 0, None
+        values = self._evaluate(*state)
+        h = h if h is not None else 0.5 / max(float(self.lam[-1]), 1e-300) if self.lam.size else 1.0
+        while True:
+            size = float(np.linalg.norm(values[0]))
+            reason = self._stop(size, gtol, steps, max_steps, t, max_time, max_grad_evals, state[0], max_norm)
+            if reason is not None:
+                return ExponentialFlow(self.centre + state[0], reason == "converged", reason, t, steps, self.n_grad,
+                                       first)  # fmt: skip
+            h = min(h, max_time - t)  # never past the time limit
+            trial, error = self._step(state, values, h)
+            if not np.isfinite(error):
+                return ExponentialFlow(self.centre + state[0], False, "non-finite value", t, steps, self.n_grad, first)
+            if error <= 1.0:
+                t, steps, first, state = t + h, steps + 1, first or h, trial
+                values = self._evaluate(*state)
+            h *= min(5.0, max(0.2, 0.9 * error**-0.2)) if error > 0 else 5.0
+
+    def _stop(self, size, gtol, steps, max_steps, t, max_time, max_grad_evals, u, max_norm):
+        if not np.isfinite(size):
+            return "non-finite gradient"
+        if size <= gtol:
+            return "converged"
+        if steps >= max_steps:
+            return f"{max_steps} steps"
+        if t >= max_time:
+            return "max_time"
+        if self.n_grad + 11 > max_grad_evals:  # a step: ten gradients, and one where it is accepted
+            return "max_grad_evals"
+        if np.linalg.norm(self.centre + u) > max_norm:
+            return "blowup"
+        return None
+
+    def _step(self, state, values, h):
+        """Step doubling: one ETDRK4 step of ``h`` and two of ``h/2`` from ``state = (u, ũ)`` (``values`` at ``u``).
+        Their difference over 15 estimates the error of the two half steps (order 4: ``O(h⁵)`` per step); the
+        state returned is the Richardson extrapolation, the two half steps plus that estimate."""
+        full = self._etdrk4(state, values, h)
+        half = self._etdrk4(state, values, h / 2)
+        both = self._etdrk4(half, self._evaluate(*half), h / 2)
+        estimate = [(b - f) / 15 for b, f in zip(both, full)]
+        u, new = state[0], both[0] + estimate[0]
+        scale = self.atol + self.rtol * np.maximum(np.abs(self.centre + u), np.abs(self.centre + new))
+        return (new, both[1] + estimate[1]), float(np.sqrt(np.mean((estimate[0] / scale) ** 2)))
+
+    def _etdrk4(self, state, values, h):
+        """One ETDRK4 step from ``state = (u, ũ)`` with ``values`` at ``u``: the new ``(u⁺, ũ⁺)``."""
+        (u, ut), (gu, ghu, Fu), V = state, values, self.V
+        e, e2m, q, f1, f2, f3 = self._coefficients(h)  # e2m = e^{−hλ/2} − 1; q's tangent value is h/2
+        a_t = ut + e2m * ut + q * Fu
+        a = u - (h / 2) * gu + V @ (e2m * ut + q * Fu + (h / 2) * ghu)
+        ga, gha, Fa = self._evaluate(a, a_t)
+        b_t = ut + e2m * ut + q * Fa
+        b = u - (h / 2) * ga + V @ (e2m * ut + q * Fa + (h / 2) * gha)
+        gb, ghb, Fb = self._evaluate(b, b_t)
+        forcing = 2 * Fb - Fu
+        c_t = a_t + e2m * a_t + q * forcing
+        c = a - (h / 2) * (2 * gb - gu) + V @ (e2m * a_t + q * forcing + (h / 2) * (2 * ghb - ghu))
+        gc, ghc, Fc = self._evaluate(c, c_t)
+        new_t = e * ut + f1 * Fu + f2 * (Fa + Fb) + f3 * Fc
+        new = u - h * ((gu + gc) / 6 + (ga + gb) / 3) + V @ (new_t - ut + (h / 6) * (ghu + ghc) + (h / 3) * (gha + ghb))
+        return new, new_t

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from flatref import (
     LimitMapError,
     flatness_along,
+    project_tangent,
     flatness_report,
     grad_tr_bar,
     metric_at_minimum,
@@ -18,6 +19,7 @@ from flatref import (
     trace_curvature,
 )
 from flatref.errors import FlatrefError
+from flatref.flatness import exponential_flow, linear_part, tangent_part
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import check_derivatives, points
 
@@ -132,20 +134,170 @@ def test_flatness_along_a_run_matches_pointwise_reports():
     from flatref import SA, flatness_along, run
 
     trajectory = run(EX1, SA(0.05, 0.05, 0.3), EX1.sharp_minimum(), steps=300, rng=0, record_every=100)
+    cold = flatness_along(EX1, trajectory, warm=False)
     path = flatness_along(EX1, trajectory)
     np.testing.assert_array_equal(path.steps, [0, 100, 200, 300])
-    assert path.status == ("converged",) * 4
+    assert path.status == cold.status == ("converged",) * 4
     for k, x in enumerate(trajectory.xs):
         report = flatness_report(EX1, x, 1.0, 1.0)
-        assert path.tr_bar[k] == pytest.approx(report.tr_bar_star, rel=1e-12)
-        assert path.metric[k] == pytest.approx(report.metric, rel=1e-9, abs=1e-12)
-        assert path.trace_gap[k] == pytest.approx(report.trace_gap, rel=1e-9, abs=1e-12)
+        assert cold.tr_bar[k] == pytest.approx(report.tr_bar_star, rel=1e-12)  # the cold path is flatness_report's
+        assert cold.metric[k] == pytest.approx(report.metric, rel=1e-9, abs=1e-12)
+        assert cold.trace_gap[k] == pytest.approx(report.trace_gap, rel=1e-9, abs=1e-12)
+        # the warm path: within the exponential flow's tolerance (see test_warm_and_cold_limits_agree_along_runs)
+        assert path.tr_bar[k] == pytest.approx(report.tr_bar_star, rel=1e-8)
+        assert path.metric[k] == pytest.approx(report.metric, abs=1e-8 * np.linalg.norm(grad_tr_bar(EX1, x)))
     assert path.trace_gap[-1] < path.trace_gap[0]  # SA flattens
     from_array = flatness_along(EX1, trajectory.xs)
     np.testing.assert_array_equal(from_array.steps, np.arange(4))
     np.testing.assert_array_equal(from_array.tr_bar, path.tr_bar)
     with pytest.raises(ValueError, match="trajectory must hold points of length 2"):
         flatness_along(EX1, np.ones((3, 5)))
+
+
+# ------------------------------------------------------------------ warm starts along a run (issue 12)
+def sa_run(problem, eta_prime, rho, steps, record_every=1):
+    """SA from the sharp minimum plus 1e-3 noise, at η = 1/λ_max there (recipes.near_sharp_minimum)."""
+    from flatref import SA, run
+    from flatref.experiments.recipes import near_sharp_minimum
+
+    start, eta = near_sharp_minimum(problem)
+    return run(problem, SA(eta, eta_prime, rho), start, steps=steps, rng=0, record_every=record_every)
+
+
+WARM_CASES = {  # problem, SA's (η′, ρ), steps, and the distance of the iterates to X* (measured)
+    "network": (lambda: DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0), (1e-3, 1e-2), 24),  # 4e-4
+    "sensing": (lambda: MatrixSensing.random(8, 3, 1, 12, rng=0), (1e-3, 1e-2), 24),  # 7e-4
+    "example1": (Example1, (0.05, 0.3), 40),  # from 0.5 at the first kick down to 1e-6
+}
+
+
+@pytest.mark.parametrize("case", list(WARM_CASES))
+def test_warm_and_cold_limits_agree_along_runs(case):
+    # The warm flow holds each step's error estimate below atol + rtol·|x| (rtol = 1e-9, atol = 1e-12, as the
+    # cold flow's solve_ivp), and errors along X* add up over its few steps: measured at most 2.4e-10 of |x*| on
+    # d = 1000 networks and sensing (benchmarks/flatness_along.py) and 2.1e-10 on Example 1 (against its closed
+    # form; the cold path: 1e-12). The cold path's own finish is accurate to about 1e-10 (limit_map). So 1e-8.
+    factory, (eta_prime, rho), steps = WARM_CASES[case]
+    problem = factory()
+    trajectory = sa_run(problem, eta_prime, rho, steps) if case != "example1" else None
+    if case == "example1":
+        from flatref import SA, run
+
+        trajectory = run(problem, SA(0.05, eta_prime, rho), problem.sharp_minimum(), steps=steps, rng=0)
+    warm, cold = flatness_along(problem, trajectory), flatness_along(problem, trajectory, warm=False)
+    assert warm.status == cold.status and warm.success
+    scale = 1.0 + np.max(np.abs(cold.x_star))
+    np.testing.assert_allclose(warm.x_star, cold.x_star, rtol=0, atol=1e-8 * scale)
+    np.testing.assert_allclose(warm.trace, cold.trace, rtol=1e-8)
+    # the metric is a norm of ∇tr̄ projected: its error is that of the point times the scale of ∇tr̄
+    gradient = np.max([np.linalg.norm(grad_tr_bar(problem, x)) for x in cold.x_star])
+    np.testing.assert_allclose(warm.metric, cold.metric, rtol=0, atol=1e-8 * gradient)
+    warmed = [limit.message for limit in warm.limits if "warm start" in limit.message]
+    assert len(warmed) >= len(trajectory.xs) // 2  # the warm path was taken (points already at X* need no flow)
+    if case == "example1":
+        exact = np.array([problem.exact_limit(x) for x in trajectory.xs])
+        np.testing.assert_allclose(warm.x_star, exact, rtol=0, atol=1e-8 * scale)
+
+
+def test_warm_path_is_reproducible_and_cheaper_in_gradients():
+    problem = DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0)
+    trajectory = sa_run(problem, 1e-3, 1e-2, 24)
+    first, second = flatness_along(problem, trajectory), flatness_along(problem, trajectory)
+    np.testing.assert_array_equal(first.x_star, second.x_star)  # no randomness: the same bits
+    cold = flatness_along(problem, trajectory, warm=False)
+    warm_grads = sum(limit.n_grad for limit in first.limits[1:])
+    cold_grads = sum(limit.n_grad for limit in cold.limits[1:])
+    assert warm_grads < cold_grads / 2  # measured 0.3 here; at d = 1000, 0.28 (benchmarks/flatness_along.py)
+
+
+def test_the_warm_path_reports_a_flow_that_ends_at_a_saddle():
+    # Along a run on Example 1, a point on the saddle's stable manifold |x1| = |x2|, x1x2 < 0: its flow ends at
+    # (0, 0). The warm path reports it with the cold status, keeps going, and the values around it are unchanged.
+    points = np.array([[3.0, 0.34], [3.01, 0.34], [1.0, -1.0], [3.02, 0.34], [3.03, 0.33]])
+    warm, cold = flatness_along(EX1, points), flatness_along(EX1, points, warm=False)
+    assert warm.status == cold.status == ("converged", "converged", "saddle", "converged", "converged")
+    np.testing.assert_allclose(warm.x_star, cold.x_star, rtol=0, atol=1e-8)
+    assert "smallest Hessian eigenvalue" in warm.limits[2].message
+    with pytest.raises(LimitMapError, match="saddle"):
+        flatness_along(EX1, points, throw=True)
+
+
+def test_the_warm_path_reports_budget_failures_as_the_cold_path_does():
+    # max_time = 0.5 is far below the flow time to ‖∇f‖ ≤ 1e-6 from these iterates (about 30): every flow that
+    # has to move fails with status max_time, warm (whose flow stops at the same limit and is redone cold) or not.
+    problem = DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0)
+    trajectory = sa_run(problem, 1e-3, 1e-2, 6)
+    options = {"max_time": 0.5, "stiff_method": None}
+    warm = flatness_along(problem, trajectory, **options)
+    cold = flatness_along(problem, trajectory, warm=False, **options)
+    assert warm.status == cold.status and "max_time" in cold.status
+    np.testing.assert_array_equal(warm.x_star[1:], cold.x_star[1:])  # the failures are the cold ones, bit for bit
+    assert not warm.success
+
+
+def test_flatness_along_checks_warm_and_its_options():
+    with pytest.raises(TypeError, match="warm must be True or False"):
+        flatness_along(EX1, [[1.0, 1.0]], warm="yes")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['tolerance'\]"):
+        flatness_along(EX1, [[1.0, 1.0]], tolerance=1.0)
+    with pytest.raises(ValueError, match="gtol must be positive"):
+        flatness_along(EX1, [[3.0, 0.34], [3.01, 0.34]], gtol=-1.0)
+
+
+# ------------------------------------------------------------------ the metric from the output Jacobian
+@pytest.mark.parametrize(
+    "problem",
+    [DiagonalLinearNetwork.random(20, 40, sparsity=2, rng=0), MatrixSensing.random(8, 3, 1, 12, rng=0), EX1],
+    ids=["network", "sensing", "example1"],
+)
+def test_the_gram_route_of_the_metric_equals_the_svd_route(problem):
+    # Pg = g − Jᵀ(JJᵀ)⁻¹Jg by Cholesky with one refinement step: error ≈ ε_mach · cond(J) · ‖g‖ (≤ 1e-11 here)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        x_star = problem.random_minimum(seed) if problem is not EX1 else np.array([2.0 + seed, 1 / (2.0 + seed)])
+        g = rng.standard_normal(problem.dim)
+        np.testing.assert_allclose(tangent_part(problem, x_star, g), project_tangent(problem, x_star, g),
+                                   rtol=0, atol=1e-12 * np.linalg.norm(g))  # fmt: skip
+
+
+def test_the_gram_route_steps_aside_where_the_jacobian_is_singular():
+    problem = MatrixSensing.random(4, 3, 1, 6, rng=0)
+    truth = problem.truth_factor().ravel()  # two zero columns: J has zero singular values, cut by normal_basis
+    g = np.random.default_rng(0).standard_normal(problem.dim)
+    np.testing.assert_array_equal(tangent_part(problem, truth, g), project_tangent(problem, truth, g))
+
+
+# ------------------------------------------------------------------ the exponential flow and its linear part
+def test_the_linear_part_is_the_hessian_at_a_minimum():
+    for problem in (DiagonalLinearNetwork.random(6, 12, sparsity=2, rng=0), MatrixSensing.random(5, 2, 1, 6, rng=0)):
+        x_star = problem.random_minimum(0)
+        part = linear_part(problem, x_star)
+        V, lam = part.basis, part.eigenvalues
+        np.testing.assert_allclose(V.T @ V, np.eye(lam.size), atol=1e-13)  # orthonormal: e^{−hL} is exact
+        H = problem.hess(x_star)
+        np.testing.assert_allclose((V * lam) @ V.T, H, atol=1e-12 * np.abs(H).max())  # (1/n)JᵀJ on X*
+    assert linear_part(EX1, [1.0, 1.0]).eigenvalues.tolist() == pytest.approx([4.0])
+
+
+def test_the_exponential_flow_follows_example1s_conserved_quantity():
+    # x1² − x2² is conserved along the flow, so its limit is known in closed form; from distance 0.1 with an
+    # anchor 0.1 away, the flow plus the projection land within 1e-9 of it (measured 7.6e-11)
+    for x, anchor in (([2.0, 0.6], [2.0, 0.5]), ([0.4, 3.0], [0.3, 1 / 0.3])):
+        flow = exponential_flow(EX1, x, linear_part(EX1, anchor))
+        assert flow.success and flow.reason == "converged" and np.linalg.norm(EX1.grad(flow.x)) <= 1e-6
+        np.testing.assert_allclose(EX1.project_to_minima(flow.x), EX1.exact_limit(x), rtol=0, atol=1e-9)
+        assert flow.n_grad <= 11 * flow.steps + 11 + 1
+
+
+def test_the_exponential_flow_stops_at_its_limits():
+    part = linear_part(EX1, [2.0, 0.5])
+    assert exponential_flow(EX1, [2.0, 0.6], part, max_steps=2).reason == "2 steps"
+    assert exponential_flow(EX1, [2.0, 0.6], part, max_time=0.01).reason == "max_time"
+    assert exponential_flow(EX1, [2.0, 0.6], part, max_grad_evals=20).reason == "max_grad_evals"
+    short = exponential_flow(EX1, [2.0, 0.6], part, max_time=0.01)
+    assert not short.success and short.time <= 0.01
+    with pytest.raises(ValueError, match="rtol must be positive"):
+        exponential_flow(EX1, [2.0, 0.6], part, rtol=0.0)
 
 
 # ------------------------------------------- second order along X*: tell a flattest point from a sharpest one
