@@ -68,3 +68,29 @@ def test_readme_noise_floor_is_the_median_of_the_committed_runs():
     median = statistics.median(float(r["grad_norm_at_flat"]) / float(r["eps"]) for r in rows)
     text = " ".join(README.read_text(encoding="utf-8").split())
     assert f"the median `‖∇f(x_t)‖` is {median:.1f} ε for SA on the networks under the theorems' schedules" in text
+
+
+#: The README's labels of the digits runs, keyed as in figures/digits.csv (method, batch_size).
+DIGITS_ROWS = {
+    "clean minimizer": ("clean", "full"), "bad minimizer (the start)": ("bad", "full"), "GD": ("gd", "full"),
+    "RS": ("rs", "full"), "SA, b = 1": ("sa", "1"), "SA, b = 16": ("sa", "16"), "SA, b = 64": ("sa", "64"),
+    "SA, full batch": ("sa", "full"), "SAM, b = 16": ("sam", "16"), "label noise, b = 16": ("labelnoise", "16"),
+}  # fmt: skip
+
+
+def test_readme_digits_rows_are_those_of_the_committed_csv():
+    """The trace and test accuracy quoted for each digits run are its last row in figures/digits.csv."""
+    import csv
+
+    last = {}
+    with open(README.parent / "figures" / "digits.csv", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            last[row["method"], row["batch_size"]] = row
+    quoted = README.read_text(encoding="utf-8").split("<!-- digits:begin -->")[1].split("<!-- digits:end -->")[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in quoted.splitlines() if line.startswith("| ")]
+    rows = [row for row in rows if row[0] in DIGITS_ROWS]
+    assert len(rows) == len(DIGITS_ROWS)
+    for label, trace, accuracy, *_ in rows:
+        row = last[DIGITS_ROWS[label]]
+        assert trace == f"{float(row['trace_phi']):.1f}", label
+        assert accuracy == f"{100 * float(row['test_acc']):.1f} %", label
