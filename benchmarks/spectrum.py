@@ -16,7 +16,9 @@ quadratic with one eigenvalue ``−0.3`` next to 1900 zeros and 50 in ``[0.5, 3]
 - ``lobpcg``: block size 1, ``tol = 1e-9``.
 
 Times are the best of ``--repeat`` interleaved runs in one process; ``λ_min`` is given with the cost of both
-ends where a route cannot compute it alone.
+ends where a route cannot compute it alone. ``--crossover`` then times both ends by ``eigvalsh`` of the dense
+Hessian and by ARPACK (``extreme_eigenvalues`` with ``dense_max_dim`` forcing each route) on networks and sensing
+problems from ``d = 50`` to 1500: where they cross sets :data:`flatref.spectrum.SPECTRUM_DENSE_MAX_DIM`.
 """
 
 from __future__ import annotations
@@ -133,9 +135,25 @@ def measure(fun, counted, repeat):
     return best, out, products
 
 
+def crossover(repeat):
+    print(f"\n{'d':>6}{'network dense':>15}{'ARPACK':>9}{'sensing dense':>15}{'ARPACK':>9}   (seconds, both ends)")
+    for d in (50, 100, 200, 300, 400, 600, 1000, 1500):
+        r = max(2, d // 100)
+        network = DiagonalLinearNetwork.random(max(2, d // 10), d // 2, rng=0)
+        sensing = MatrixSensing.random(d // r, r, 1, max(2, d // 3), rng=0)
+        cells = []
+        for problem in (network, sensing):
+            x = problem.random_minimum(0)
+            for dense_max_dim in (problem.dim, 1):
+                cells.append(min(measure(lambda: extreme_eigenvalues(problem, x, dense_max_dim=dense_max_dim),
+                                         Counted(problem), 1)[0] for _ in range(repeat)))  # fmt: skip
+        print(f"{d:>6}{cells[0]:>15.4f}{cells[1]:>9.4f}{cells[2]:>15.4f}{cells[3]:>9.4f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--crossover", action="store_true", help="also time dense against ARPACK across d")
     parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
@@ -159,6 +177,8 @@ def main(argv=None):
                 print(f"  {route:<22}{cells[0]}   {cells[1]}")
             print("  (lanczos-60 gives both ends from one run; flatref's λ_min column is the cost of both ends;"
                   " a NaN error: no convergence)")
+        if args.crossover:
+            crossover(args.repeat)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@
 Because ``tr̄`` divides by ``d``, a fixed ``ε′`` is weak in high dimension (docs/theory.md §6):
 :class:`FlatnessReport` also gives the raw trace ``tr ∇²f(x*)`` and, where the problem
 knows its flattest minimum, the gap to it.
+
+Along a run (:func:`flatness_along`, docs/theory.md §6.9) each ``Φ(x_t)`` is warm-started: the flow from
+``x_t`` is integrated by :func:`exponential_flow`, which takes the stiff linear part ``L ≈ ∇²f`` at the
+previous limit exactly (:func:`linear_part`), and :func:`~flatref.flow.limit_map` finishes and certifies
+from its end. The metric of a training loss is a least-squares solve with the ``n × d`` output Jacobian
+(:func:`tangent_part`), never a ``d × d`` projector.
 """
 
 from __future__ import annotations

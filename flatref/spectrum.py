@@ -20,9 +20,9 @@ restarted Lanczos) runs on a :class:`~scipy.sparse.linalg.LinearOperator` whose 
   too, the dense route is taken where ``d ≤ DENSE_MAX_DIM``, and otherwise
   :class:`~flatref.errors.ConvergenceError` is raised. No partial answer is ever returned.
 
-``benchmarks/spectrum.py`` measures each route (time and Hessian-vector products). The Lanczos
-iteration with a fixed number of steps that this module used before gave no convergence test at all;
-ARPACK costs about as many products (41–163 for both ends, against 60) and checks its residuals.
+``benchmarks/spectrum.py`` measures each route (time and Hessian-vector products; docs/theory.md §6.10). The
+Lanczos iteration with a fixed number of steps that this module used before had no convergence test; ARPACK
+takes 31–51 products for ``λ_max`` alone and 63–163 for both ends (against its 60) and checks its residuals.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .problems import Problem
 from .problems.base import DENSE_MAX_DIM
 
 #: The largest ``d`` for which :func:`extreme_eigenvalues` uses the dense ``eigvalsh(∇²f)``. Measured with
-#: ``benchmarks/spectrum.py`` on one core: on the diagonal network (a Hessian-vector product costs about one
+#: ``benchmarks/spectrum.py --crossover`` on one core: on the diagonal network (a Hessian-vector product costs about one
 #: gradient, ``O(nD)``) dense and ARPACK cost the same near ``d = 200``–``300`` (1.4 ms against 1.2 ms at 200,
 #: 7 ms against 1.7 ms at 400, 86 ms against 4 ms at 1000). On matrix sensing a product costs ``O(mn²r)`` and
 #: the dense Hessian stays cheaper up to ``d = 1500`` (0.07 s against 0.46 s at ``d = 1000``); pass
