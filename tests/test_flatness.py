@@ -286,7 +286,7 @@ def test_the_exponential_flow_follows_example1s_conserved_quantity():
         flow = exponential_flow(EX1, x, linear_part(EX1, anchor))
         assert flow.success and flow.reason == "converged" and np.linalg.norm(EX1.grad(flow.x)) <= 1e-6
         np.testing.assert_allclose(EX1.project_to_minima(flow.x), EX1.exact_limit(x), rtol=0, atol=1e-9)
-        assert flow.n_grad <= 11 * flow.steps + 11 + 1
+        assert (flow.n_grad - 1 - 11 * flow.steps) % 10 == 0  # 10 per doubled step, 1 more where it is accepted
 
 
 def test_the_exponential_flow_stops_at_its_limits():
