@@ -298,8 +298,11 @@ def _classify(problem, flow, z, t, step, saddle_tol, ends) -> LimitPoint:
     """``saddle`` by the smallest Hessian eigenvalue at the end point; else ``converged``, or ``no_minimum``
     where no finish was accepted and the gradient's decay exponent at the end of every stage says
     the path has infinite length (one point can mislead where the Hessian is itself ``O(‖∇f‖)``)."""
-    lam_min, lam_max = extreme_eigenvalues(problem, z)
     flow.n_hess += 1
+    try:
+        lam_min, lam_max = extreme_eigenvalues(problem, z)
+    except ConvergenceError as err:  # ARPACK did not converge, twice, above the dense route's size
+        return flow.result(z, Status.UNCLASSIFIED, str(err), t, step)
     if lam_min < -saddle_tol * max(1.0, lam_max):
         return flow.result(z, Status.SADDLE, f"smallest Hessian eigenvalue {lam_min:.3g}", t, step, lam_min)
     if step == 0.0:
@@ -529,7 +532,9 @@ def limit_jacobian(
     limit_map(problem, x0, method=method, max_time=max_time, throw=True)  # towards a saddle W grows without bound
     variational = _Variational(problem, as_int(max_evals, "max_evals", minimum=1), gtol)
     state = np.concatenate([x0, W0.ravel()])
-    if variational.settled(0.0, state) > 0:  # an event needs a sign change: a settled start is done already
+    with np.errstate(all="ignore"):  # a norm that overflows is inf: not settled
+        unsettled = variational.settled(0.0, state) > 0
+    if unsettled:  # an event needs a sign change: a settled start is done already
         with np.errstate(all="ignore"):
             try:
                 sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,

@@ -40,6 +40,8 @@ class Status(str, enum.Enum):
     STALLED = "stalled"
     #: limit map: ``‖∇f‖`` became small, but on a path of infinite length: no minimum along the flow.
     NO_MINIMUM = "no_minimum"
+    #: limit map: the flow reached a stationary point, but its smallest Hessian eigenvalue did not converge.
+    UNCLASSIFIED = "unclassified"
     #: run: every step was taken.
     COMPLETED = "completed"
     #: run: the callback asked to stop.
@@ -88,6 +90,7 @@ MESSAGES = {
     Status.BUDGET: "the gradient-evaluation budget was spent before a stationary point",
     Status.STALLED: "the flow stopped making progress before reaching a stationary point",
     Status.NO_MINIMUM: "the gradient decays no faster than 1/t along the flow: it runs off to no minimum",
+    Status.UNCLASSIFIED: "the flow reached a stationary point, but whether it is a minimum or a saddle is unknown",
     Status.COMPLETED: "every step was taken",
     Status.STOPPED: "the callback stopped the run",
     Status.REACHED: "every event was reached",

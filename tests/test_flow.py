@@ -438,3 +438,31 @@ def test_a_failed_event_location_is_not_a_scipy_error():
     x = run(problem, LabelNoiseSGD(eta / 2, 0.05), start, steps=600, rng=0).x_last
     lp = limit_map(problem, x)
     assert lp.status is Status.CONVERGED and lp.grad_norm <= 1e-8
+
+
+def test_a_stationary_point_whose_curvature_does_not_converge_is_unclassified(monkeypatch):
+    # ARPACK's non-convergence above the dense route's size is a status, not an exception from limit_map
+    import flatref.flow
+
+    def no_convergence(problem, x, **options):
+        raise ConvergenceError("ARPACK did not converge to the smallest eigenvalue")
+
+    from helpers import Valley
+
+    monkeypatch.setattr(flatref.flow, "extreme_eigenvalues", no_convergence)
+    result = limit_map(Valley(), [0.6, 0.9])  # a plain Problem: its finish is not known to be global
+    assert result.status == "unclassified" and not result.success and result.min_eigenvalue is None
+    assert "ARPACK did not converge" in result.message
+    np.testing.assert_allclose(result.x, np.array([0.6, 0.9]) / np.hypot(0.6, 0.9), atol=1e-9)  # Φ(x) = x/‖x‖
+    with pytest.raises(LimitMapError, match="unclassified"):
+        limit_map(Valley(), [0.6, 0.9], throw=True)
+
+
+def test_limit_jacobian_from_a_point_whose_hessian_overflows_raises_without_warning():
+    # found by the fuzz suite: the settled-start check took the norm of ∇²f W, which overflows here
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConvergenceError, match="did not settle"):
+            limit_jacobian(Example1(), np.array([0.0, 8.187737150746413e76]), max_evals=2000)
