@@ -7,7 +7,7 @@ otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finishe
 reported in gradient evaluations, in seconds, and in gradient-equivalents: the time
 of Φ divided by the time of one ``grad`` call measured in the same run.
 
-    python benchmarks/limit_map.py [--quick]
+    python benchmarks/limit_map.py [--quick] [--issue12]
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ def reference(problem, x0):
         return limit_map(problem, x0, rtol=1e-13, atol=1e-15, gtol=1e-11, finish_radius=1e-7).x
 
 
-def families(quick):
+def families(quick, issue12=False):
+    if issue12:  # the sizes of issue 12's target: DLN d = 4000 (n = 40 and 400), matrix sensing d = 1000
+        yield DiagonalLinearNetwork.random(40, 2000, rng=0)
+        yield DiagonalLinearNetwork.random(400, 2000, rng=0)
+        yield MatrixSensing.random(100, 10, 2, 400, rng=0)
+        return
     yield Example1()
     yield LinearRegression.random(50, 200, rng=0)
     yield DiagonalLinearNetwork.random(50, 500 if quick else 1000, sparsity=3, rng=0)
@@ -56,10 +61,11 @@ def families(quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller problems, fewer solvers")
+    parser.add_argument("--issue12", action="store_true", help="issue 12's sizes, the default solver only")
     args = parser.parse_args(argv)
-    solvers = dict(list(SOLVERS.items())[:2]) if args.quick else SOLVERS
+    solvers = dict(list(SOLVERS.items())[: 1 if args.issue12 else 2]) if args.quick or args.issue12 else SOLVERS
     print(f"{'problem':<48}{'dist':>7}  {'solver':<32}{'n_grad':>7}{'seconds':>10}{'grad-eq':>9}{'error':>10}  status")
-    for problem in families(args.quick):
+    for problem in families(args.quick, args.issue12):
         rng = np.random.default_rng(0)
         x_star = problem.random_minimum(rng)
         t_grad = seconds(lambda: [problem.grad(x_star) for _ in range(100)], repeat=5)[0] / 100
