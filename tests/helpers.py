@@ -9,6 +9,19 @@ from flatref.problems import Problem, TrainingLoss
 COMPLEX_STEP = 1e-30
 
 
+def assert_cli_refuses(argv, message, capsys):
+    """``flatref argv`` exits with code 2 and one line on stderr containing ``message``, printing nothing else."""
+    from flatref.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    captured = capsys.readouterr()
+    assert code == 2 and message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+
+
 def complex_step(fun, x, v):
     """The exact directional derivative ``DF(x)[v]`` of a holomorphic ``F`` (to rounding)."""
     return np.imag(fun(x + 1j * COMPLEX_STEP * np.asarray(v))) / COMPLEX_STEP

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import assert_cli_refuses
 
 from flatref.cli import main
 
@@ -82,10 +83,4 @@ def test_run_summarizes_one_run_and_plots(capsys, tmp_path):
     ],
 )
 def test_bad_arguments_get_one_line_on_stderr_and_exit_code_2_before_any_work(argv, message, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    assert code == 2 and message in captured.err
-    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+    assert_cli_refuses(argv, message, capsys)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import assert_cli_refuses
 
 pytest.importorskip("sklearn")
 
@@ -151,13 +152,7 @@ def test_gd_stays_and_the_perturbed_methods_lower_the_trace(written):
 )
 def test_bad_arguments_get_one_line_on_stderr_and_exit_code_2_before_any_work(argv, message, capsys, monkeypatch):
     monkeypatch.setattr("flatref.cli.escape", lambda *a, **k: pytest.fail("ran despite a bad argument"))
-    try:
-        code = main(argv)
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    assert code == 2 and message in captured.err
-    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+    assert_cli_refuses(argv, message, capsys)
 
 
 def test_without_scikit_learn_the_command_names_the_extra(capsys, monkeypatch, tmp_path):
