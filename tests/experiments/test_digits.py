@@ -14,7 +14,7 @@ pytest.importorskip("sklearn")
 from flatref.cli import main  # noqa: E402
 from flatref.experiments import digits  # noqa: E402
 from flatref.experiments.digits import COLUMNS, DigitsSetup, minimizers  # noqa: E402
-from flatref.problems import TwoLayerNetwork  # noqa: E402
+from flatref.problems import TrainingLoss  # noqa: E402
 from flatref.report.digits import escape  # noqa: E402
 
 #: 64 training images, 32 hidden units (d = 2,410): both minimizers in about a second.
@@ -71,16 +71,6 @@ def test_the_default_cache_folder(monkeypatch, tmp_path):
     assert digits.default_cache().parts[-3:] == (".cache", "flatref", "digits")
 
 
-def test_the_fast_projection_is_the_generic_gauss_newton_where_jjt_is_invertible():
-    rng = np.random.default_rng(0)
-    problem = digits.DigitsNetwork(rng.standard_normal((12, 5)), np.eye(3)[rng.integers(0, 3, 12)], hidden=16)
-    x = problem.initial_point(rng=1)
-    fast = problem.project_to_minima(x)
-    generic = TwoLayerNetwork.project_to_minima(problem, x)
-    assert np.abs(problem.outputs(fast) - problem.y).max() < 1e-12
-    assert np.linalg.norm(fast - generic) < 1e-8 * np.linalg.norm(fast - x)  # measured 3e-10 (μ, rounding)
-
-
 def test_at_one_hot_interpolants_jjt_is_singular_and_both_projections_land_close(found):
     """At an interpolant of one-hot labels with n > h + 1, 1ᵀW2 = 0 is forced (Σ_k p_ik = 1 for all i), so
     JJᵀ has n − h − 1 zero eigenvalues (e ⊗ 1_K, e ⊥ [S, 1]); the generic projection falls back to lstsq
@@ -93,7 +83,7 @@ def test_at_one_hot_interpolants_jjt_is_singular_and_both_projections_land_close
     x = found["bad"].x + 1e-3 * np.random.default_rng(0).standard_normal(problem.dim)
     with digits.one_blas_thread():  # lstsq on two busy cores took up to 28 s with two BLAS threads, 1 s with one
         fast = problem.project_to_minima(x)
-        generic = TwoLayerNetwork.project_to_minima(problem, x)
+        generic = TrainingLoss.project_to_minima(problem, x)
     assert np.abs(problem.outputs(fast) - problem.y).max() < 1e-11
     assert np.linalg.norm(fast - generic) < 1e-2 * np.linalg.norm(fast - x)
 

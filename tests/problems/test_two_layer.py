@@ -267,3 +267,13 @@ def test_bad_method_arguments_are_named():
         net.initial_point(rng=-1)
     with pytest.raises(ValueError, match=r"labels must have shape \(1, 3\)"):
         net.sample_grad(np.zeros(net.dim), [0], labels=[1.0, 2.0])
+
+
+def test_the_fast_projection_is_the_generic_gauss_newton_where_jjt_is_invertible():
+    rng = np.random.default_rng(0)
+    problem = TwoLayerNetwork(rng.standard_normal((12, 5)), np.eye(3)[rng.integers(0, 3, 12)], hidden=16)
+    x = problem.initial_point(rng=1)
+    fast = problem.project_to_minima(x)
+    generic = TrainingLoss.project_to_minima(problem, x)
+    assert np.abs(problem.outputs(fast) - problem.y).max() < 1e-12
+    assert np.linalg.norm(fast - generic) < 1e-8 * np.linalg.norm(fast - x)  # measured 3e-10 (μ, rounding)
