@@ -233,26 +233,21 @@ class TwoLayerNetwork(TrainingLoss):
         return self._evaluate(self._gram, self._point(x))
 
     def _gram(self, x):
-        W1, b1, W2, _ = self._unpack(x)
-        A, K = self._A, self.n_outputs
-        S = np.tanh(A @ W1.T + b1)
+        _, _, W2, _, A, S, _ = self._forward(x)
+        return self._gram_of(A, S, W2)
+
+    def _gram_of(self, A, S, W2):
+        """``JJᵀ`` from the forward pass: ``(a_iᵀa_i′ + 1) Σ_j W2_kj W2_k′j s′_ij s′_i′j + δ_kk′ (s_iᵀs_i′ + 1)``."""
+        K = self.n_outputs
         B = ((1.0 - S * S)[:, None, :] * W2[None, :, :]).reshape(-1, self.hidden)  # W2_kj s′_ij
         outer = np.kron(A @ A.T + 1.0, np.ones((K, K)))
         return (B @ B.T) * outer + np.kron(S @ S.T + 1.0, np.eye(K))
-
-    def _jacobian_transpose(self, x, v) -> np.ndarray:
-        """``J(x)ᵀ v`` for ``v`` of shape ``(n, K)``, by backpropagation."""
-        W1, b1, W2, _ = self._unpack(x)
-        A = self._A
-        S = np.tanh(A @ W1.T + b1)
-        D = (v @ W2) * (1.0 - S * S)
-        return np.concatenate([(D.T @ A).ravel(), D.sum(axis=0), (v.T @ S).ravel(), v.sum(axis=0)])
 
     def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:
         """A point of ``X* = {p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − Jᵀ(JJᵀ)⁻¹(p(x) − y)``.
 
         ``JJᵀ`` (``nK × nK``) comes from its structure (:meth:`gauss_newton_gram`, ``O((nK)² h)``
-        instead of ``O((nK)² d)``) and ``Jᵀv`` by backpropagation, never the ``nK × d`` matrix.
+        instead of ``O((nK)² d)``) and ``Jᵀv`` by the gradient's backpropagation, never the ``nK × d`` matrix.
         ``JJᵀ`` may be singular on ``X*``: with one-hot labels ``Σ_k p_ik = 1`` for every sample, that
         is ``(1ᵀW2) s_i + 1ᵀb2 = 1``; with ``n > h + 1`` samples the vectors ``(s_i, 1)`` span
         ``R^{h+1}``, which forces ``1ᵀW2 = 0``, and then every ``e ⊗ 1_K`` with ``e ⊥ (S, 1)`` is in
@@ -276,10 +271,10 @@ class TwoLayerNetwork(TrainingLoss):
         max_iter = as_int(max_iter, "max_iter", minimum=1)
         with np.errstate(all="ignore"):
             for _ in range(max_iter + 1):
-                residual = self._predict(x, self._A) - self._y.reshape(self.n_samples, -1)
+                _, _, W2, _, A, S, residual = self._forward(x)  # one forward pass serves the step
                 if np.linalg.norm(residual) <= target:
                     return x
-                G = self._gram(x)
+                G = self._gram_of(A, S, W2)
                 if not (np.all(np.isfinite(residual)) and np.all(np.isfinite(G))):
                     break
                 G[np.diag_indices_from(G)] += 1e-12 * np.trace(G) / len(G)
@@ -287,7 +282,7 @@ class TwoLayerNetwork(TrainingLoss):
                     y = cho_solve(cho_factor(G), residual.ravel())
                 except np.linalg.LinAlgError:
                     break
-                x = x - self._jacobian_transpose(x, y.reshape(residual.shape))
+                x = x - self._backward(A, S, W2, y.reshape(residual.shape))  # Jᵀy
         raise ConvergenceError(f"Gauss-Newton projection onto the minima set of {self!r} did not reach "
                                f"residual {target:.1e} in {max_iter} steps")  # fmt: skip
 
