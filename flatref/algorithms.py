@@ -29,6 +29,7 @@ import numpy as np
 from ._validation import as_gate, as_int, as_nonnegative, as_positive
 from .geometry import _proj_out
 from .problems import Problem, TrainingLoss
+from .problems.base import row_space
 
 
 @dataclass(frozen=True)
@@ -379,9 +380,8 @@ class LabelNoiseSGD(StepRule):
 
 def _row_space_direction(J, rng, *, rtol: float = 1e-10) -> np.ndarray:
     """A uniform random vector of the unit sphere of ``J``'s row space (zero if ``J = 0``)."""
-    _, s, Vt = np.linalg.svd(J, full_matrices=False)
-    rank = int(np.count_nonzero(s > rtol * s[0])) if s.size and s[0] > 0 else 0
-    return rng.standard_normal(rank) @ Vt[:rank]
+    basis = row_space(J, rtol=rtol)
+    return rng.standard_normal(len(basis)) @ basis
 
 
 def _unit(rng, d):

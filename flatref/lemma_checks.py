@@ -17,7 +17,7 @@ from .flatness import grad_tr_bar, metric_at_minimum, tr_bar
 from .flow import limit_jacobian, limit_map
 from .geometry import proj_out, project_tangent, tangent_projector
 from .problems import Problem, TrainingLoss
-from .problems.base import DENSE_MAX_DIM
+from .problems.base import DENSE_MAX_DIM, row_space
 from .theory import lemma1_bound, lemma2_trace_change, sa_leading_perturbation
 
 #: Above this dimension the checks that need ``d`` flows, ``d × d`` matrices or ``2d`` gradients are skipped.
@@ -168,11 +168,10 @@ def _lemma4(problem, x_star, rho):
     g, k = problem.grad(x_star), problem.n_outputs
     mean_sa = np.zeros(problem.dim)
     for i in range(problem.n_samples):  # SA's u is uniform on the unit sphere of row(J_i): the design {±v_j}
-        _, s, Vt = np.linalg.svd(problem.output_jacobian(x_star, [i]).reshape(k, problem.dim), full_matrices=False)
-        rank = int(np.count_nonzero(s > 1e-10 * s[0])) if s[0] > 0 else 0
-        if k > 1 and rank < k:
-            return _skipped("Lemma 4", f"sample {i}'s output Jacobian has rank {rank} < K = {k}")
-        for u in Vt[:rank]:
+        basis = row_space(problem.output_jacobian(x_star, [i]).reshape(k, problem.dim), rtol=1e-10)
+        if k > 1 and len(basis) < k:
+            return _skipped("Lemma 4", f"sample {i}'s output Jacobian has rank {len(basis)} < K = {k}")
+        for u in basis:
             mean_sa += sum(proj_out(g, problem.sample_grad(x_star + rho * sign * u, [i])) for sign in (1.0, -1.0))
     mean_sa /= 2 * k * problem.n_samples
     mean_rs = _design_mean(lambda u: proj_out(g, problem.grad(x_star + rho * u)), problem.dim)

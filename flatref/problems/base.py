@@ -742,8 +742,7 @@ class TrainingLoss(Problem):
         """
         x_star = as_vector(x_star, self.dim, "x_star")
         rtol = as_positive(rtol, "rtol")
-        _, s, Vt = np.linalg.svd(self._evaluate(self._output_jacobian, x_star), full_matrices=False)
-        return Vt[s > rtol * s[0]].T if s.size and s[0] > 0 else np.zeros((self.dim, 0))
+        return row_space(self._evaluate(self._output_jacobian, x_star), rtol=rtol).T
 
     def project_to_minima(self, x, *, tol: float = 1e-13, max_iter: int = 50, accept: float = 1e-10) -> np.ndarray:
         """A point of ``X* = {x : p(x) = y}`` near ``x`` by Gauss–Newton, ``x ← x − J⁺(p(x) − y)``.
@@ -806,6 +805,18 @@ class Unchecked:
         if isinstance(problem, TrainingLoss):
             self.outputs, self.output_jacobian = problem._outputs, problem._output_jacobian
             self.sample_grad, self.labels = problem._sample_grad, problem._labels
+
+
+def row_space(J, *, rtol: float) -> np.ndarray:
+    """An orthonormal basis of the row space of ``J`` (``k × d``, one vector per row): the right singular
+    vectors with singular value above ``rtol · σ_max`` (none if ``J = 0``).
+
+    Examples:
+        >>> row_space(np.array([[3.0, 0.0, 0.0], [0.0, 1e-9, 0.0]]), rtol=1e-6).tolist()   # the second row is cut
+        [[1.0, 0.0, 0.0]]
+    """
+    _, s, Vt = np.linalg.svd(J, full_matrices=False)
+    return Vt[s > rtol * s[0]] if s.size and s[0] > 0 else np.zeros((0, J.shape[1]))
 
 
 def min_norm_solution(J, r, *, accept: float = 1e-10):
