@@ -188,8 +188,7 @@ class _Loop:
 
     def result(self, status, detail, taken) -> Trajectory:
         if self.record.steps[-1] != taken:  # stopped or diverged between records: the last iterate is finite
-            value, g = self.value_and_grad(self.x)
-            self.record.add(taken, self.x, value, g @ g)
+            self.record.add(taken, self.x, self.problem.unchecked.f(self.x), self.g @ self.g)  # ∇f(x) is known
         return Trajectory(
             method=self.method, status=status, message=describe(status, detail), steps=taken,
             record_steps=np.array(self.record.steps), xs=self.record.iterates(), f=np.array(self.record.f),
