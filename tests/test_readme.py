@@ -94,3 +94,11 @@ def test_readme_digits_rows_are_those_of_the_committed_csv():
         row = last[DIGITS_ROWS[label]]
         assert trace == f"{float(row['trace_phi']):.1f}", label
         assert accuracy == f"{100 * float(row['test_acc']):.1f} %", label
+    # "Every run keeps 100 % training accuracy ... the Spearman correlation of trace and test accuracy is −1.00"
+    assert all(float(row["train_acc"]) == 1.0 for row in last.values())
+    from scipy.stats import spearmanr
+
+    runs = [row for key, row in last.items() if key[0] not in ("clean", "bad")]
+    rho = spearmanr([float(r["trace_phi"]) for r in runs], [float(r["test_acc"]) for r in runs]).statistic
+    assert len(runs) == 8 and f"Spearman correlation of trace and test accuracy is {rho:.2f}".replace("-", "−") in \
+        " ".join(README.read_text(encoding="utf-8").split())
