@@ -3,6 +3,11 @@
 Exponents of ``steps ∝ εᵃ dᵇ`` are fitted by least squares on the logs of the cells'
 medians (:func:`fit`), with Student-t 95 % intervals; a run that never reached an event
 counts as ``∞``, so a median is finite only when more than half the seeds reached it.
+A cell is one problem instance at one ``(d, ε)``: the fit pools the instances, so their
+spread enters the residuals and the intervals. Cells of the metric event whose start lies
+within :data:`NEAR` times the threshold ``√ε`` are set aside: their step counts measure the
+last stretch of a passage, not its rate. :func:`fit` also refits with each size and each
+instance left out (:attr:`Fit.left_out`), the check that no one of them drives an exponent.
 """
 
 from __future__ import annotations
@@ -17,28 +22,35 @@ from scipy import stats
 from ..theory import table1_exponents
 from .sweeps import Row
 
+#: A metric-event cell whose start has ``metric ≤ NEAR · √ε`` is not fitted.
+NEAR = 2.0
 
-def _example_row(seed, eps, flat, half=None, dim=16, regime="theory", method="RS") -> Row:
+#: The events: the metric at ``Φ(x_t)`` at most ``√ε``, and the raw trace gap halved.
+EVENTS = ("metric", "half")
+
+
+def _example_row(seed, eps, steps, half=None, dim=16, regime="theory", method="RS", instance=0, metric_start=1.0):
     """A :class:`Row` for the examples below: a network run at ``ε`` with ``η′ = 10ε``, ``ρ = 2√ε``,
-    first reaching the flat event at step ``flat`` and halving the trace gap at ``half``."""
-    return Row("network", dim, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, flat, None, half,
-               0, 0, "reached", 1.0, 0.5, 1.0, 0.1)  # fmt: skip
+    first reaching the metric event at step ``steps`` and halving the trace gap at ``half``."""
+    return Row("network", dim, instance, regime, method, eps, seed, 1.0, 10 * eps, 2 * eps**0.5, math.inf, steps,
+               None, None, None, half, 0, 0, "reached", 1.0, 0.5, metric_start, 0.1)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Cell:
-    """The runs of one problem size, regime, method and ``ε`` for one event.
+    """The runs of one problem instance, regime, method and ``ε`` for one event.
 
     ``median``, ``low`` and ``high`` are the median, minimum and maximum over seeds, with
     a run that never reached the event counted as ``inf`` (so a median is finite only when
     more than half the runs reached it). ``eps`` is ``None`` for halving in the fixed
-    regime, where ``ε`` plays no part.
+    regime, where ``ε`` plays no part. ``start_ratio`` is the start's metric over ``√ε``
+    (``None`` for halving).
 
     Examples:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
-        >>> (cell,) = cells([row(0, 0.01, 100), row(1, 0.01, None), row(2, 0.01, 300)], "flat")
-        >>> cell.median, cell.low, cell.high        # two of three seeds reached: the median is finite
-        (300.0, 100.0, inf)
+        >>> (cell,) = cells([row(0, 0.01, 100), row(1, 0.01, None), row(2, 0.01, 300)], "metric")
+        >>> cell.median, cell.low, cell.high, cell.start_ratio   # two of three seeds reached: a finite median
+        (300.0, 100.0, inf, 10.0)
     """
 
     problem: str
@@ -46,38 +58,46 @@ class Cell:
     method: str
     event: str
     dim: int
+    instance: int
     eps: float | None
     median: float
     low: float
     high: float
     eta_prime: float
     rho: float
+    start_ratio: float | None
+
+    @property
+    def near(self) -> bool:
+        """A metric-event cell whose start is within :data:`NEAR` times its threshold (and not already past it)."""
+        return self.start_ratio is not None and 1.0 < self.start_ratio <= NEAR
 
 
 def cells(rows: list[Row], event: str) -> list[Cell]:
-    """Group ``rows`` into :class:`Cell` s for ``event`` (``"flat"`` or ``"half"``).
+    """Group ``rows`` into :class:`Cell` s for ``event`` (``"metric"`` or ``"half"``).
 
     Examples:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(s, e, None, half=50 + s, regime="fixed") for e in (0.01, 0.005) for s in range(3)]
-        >>> [(c.eps, c.median) for c in cells(rows, "flat")]    # never flat: one infinite cell per ε
+        >>> [(c.eps, c.median) for c in cells(rows, "metric")]  # never reached: one infinite cell per ε
         [(0.01, inf), (0.005, inf)]
         >>> [(c.eps, c.median) for c in cells(rows, "half")]    # halving at fixed η′, ρ: ε plays no part
         [(None, 51.0)]
     """
-    if event not in ("flat", "half"):
-        raise ValueError(f"event must be 'flat' or 'half', got {event!r}")
+    if event not in EVENTS:
+        raise ValueError(f"event must be one of {EVENTS}, got {event!r}")
     groups = defaultdict(dict)
     for row in rows:
         eps = None if event == "half" and row.regime == "fixed" else row.eps
-        key = (row.problem, row.regime, row.method, event, row.dim, eps)
-        steps = row.steps_to_flat if event == "flat" else row.steps_to_half
-        groups[key][row.seed] = (math.inf if steps is None else steps, row.eta_prime, row.rho)
+        key = (row.problem, row.regime, row.method, event, row.dim, row.instance, eps)
+        steps = row.steps_to_metric if event == "metric" else row.steps_to_half
+        ratio = row.metric_start / math.sqrt(row.eps) if event == "metric" else None
+        groups[key][row.seed] = (math.inf if steps is None else steps, row.eta_prime, row.rho, ratio)
     out = []
     for key, runs in groups.items():
-        steps = np.array([s for s, _, _ in runs.values()], dtype=float)
-        _, eta_prime, rho = next(iter(runs.values()))
-        out.append(Cell(*key, float(np.median(steps)), float(steps.min()), float(steps.max()), eta_prime, rho))
+        steps = np.array([run[0] for run in runs.values()], dtype=float)
+        _, eta_prime, rho, ratio = next(iter(runs.values()))
+        out.append(Cell(*key, float(np.median(steps)), float(steps.min()), float(steps.max()), eta_prime, rho, ratio))
     return out
 
 
@@ -89,18 +109,22 @@ class Fit:
         exponents: ``{"eps": (a, ±), "d": (b, ±)}`` with 95% confidence half-widths (``None``
             when the fit has no residual degrees of freedom); a variable that does not vary
             over the group's cells is left out.
-        used, at_start, censored: the cells fitted; those whose median is 0 (the start
+        used, near, at_start, censored: the cells fitted; those set aside because their start
+            is within :data:`NEAR` times the threshold; those whose median is 0 (the start
             already meets the event); those whose median is ``inf`` (not reached).
         leading_order: the ``ε`` exponent of ``1/(η′ρ²)`` over the same cells, the per-step
             rate of Lemmas 2 and 4 (``None`` where ``ε`` does not vary).
-        table1: Table 1's ``(ε, d)`` exponents for the flat event under the theorems'
+        table1: Table 1's ``(ε, d)`` exponents for the metric event under the theorems'
             parameters, else ``None``.
+        left_out: ``{name: (change, what)}``: the largest change of each exponent when one
+            size (``"d = 16"``) or one instance (``"instance 2"``) is left out and the rest refitted,
+            and which one it was (``None`` where no such refit exists).
 
     Examples:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> f = fits([row(0, e, round(e**-3)) for e in (0.1, 0.05, 0.025)])[0]   # steps = ε⁻³ exactly
         >>> f.event, round(f.exponents["eps"][0], 9), f.table1, round(f.leading_order, 9)   # 1/(η′ρ²) = 1/(40ε²)
-        ('flat', -3.0, (-3.0, 0.0), -2.0)
+        ('metric', -3.0, (-3.0, 0.0), -2.0)
     """
 
     problem: str
@@ -109,10 +133,12 @@ class Fit:
     event: str
     exponents: dict
     used: int
+    near: int
     at_start: int
     censored: int
     leading_order: float | None
     table1: tuple | None = field(default=None)
+    left_out: dict = field(default_factory=dict)
 
 
 def power_law(columns: dict, y) -> dict:
@@ -142,46 +168,58 @@ def power_law(columns: dict, y) -> dict:
     return {name: (float(c), float(h)) for name, c, h in zip(columns, coef[1:], half[1:])}
 
 
+def _fitted(used: list[Cell]) -> tuple[dict, dict]:
+    """The power law over ``used`` and its columns; ``({}, columns)`` when it cannot be fitted."""
+    columns = {}
+    for name, values in (("eps", [c.eps for c in used]), ("d", [c.dim for c in used])):
+        if None not in values and len(set(values)) > 1:
+            columns[name] = values
+    try:
+        return power_law(columns, [c.median for c in used]), columns
+    except ValueError:  # too few cells, or ε and d collinear over them: the table shows "—"
+        return {}, columns
+
+
+def _left_out(used: list[Cell], exponents: dict) -> dict:
+    """``{name: (largest |change|, what was left out)}`` over the refits without one size or one instance."""
+    subsets = [(f"d = {d}", [c for c in used if c.dim != d]) for d in sorted({c.dim for c in used})]
+    instances = sorted({c.instance for c in used})
+    if len(instances) > 1:
+        subsets += [(f"instance {k}", [c for c in used if c.instance != k]) for k in instances]
+    out = {}
+    for name, (value, _) in exponents.items():
+        changes = [(abs(refit[name][0] - value), what) for what, rest in subsets
+                   if name in (refit := _fitted(rest)[0])]  # fmt: skip
+        out[name] = max(changes) if changes else None
+    return out
+
+
 def fit(group: list[Cell]) -> Fit:
     """The :class:`Fit` of one group of cells (one problem, regime, method and event).
 
     Examples:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(0, e, round(1e-3 * e**-3)) for e in (0.1, 0.05, 0.025)]   # 1, 8, 64 steps
-        >>> rows += [row(0, 0.2, 0), row(0, 0.0125, None)]        # flat at the start; never flat
-        >>> f = fit(cells(rows, "flat"))
-        >>> (f.used, f.at_start, f.censored), round(f.exponents["eps"][0], 9)
-        ((3, 1, 1), -3.0)
+        >>> rows += [row(0, 0.2, 0), row(0, 0.0125, None), row(0, 0.16, 9, metric_start=0.6)]
+        >>> f = fit(cells(rows, "metric"))         # flat at the start; never flat; start at 1.5 √ε
+        >>> (f.used, f.near, f.at_start, f.censored), round(f.exponents["eps"][0], 9)
+        ((3, 1, 1, 1), -3.0)
     """
     first = group[0]
-    used = [c for c in group if 0 < c.median < math.inf]
-    columns = {}
-    for name, values in (("eps", [c.eps for c in used]), ("d", [c.dim for c in used])):
-        if None not in values and len(set(values)) > 1:
-            columns[name] = values
-    try:
-        exponents = power_law(columns, [c.median for c in used])
-    except ValueError:  # too few cells, or ε and d collinear over them: the table shows "—"
-        exponents = {}
+    at_start = [c for c in group if c.median == 0]
+    near = [c for c in group if c.near and c.median > 0]
+    censored = [c for c in group if c.median == math.inf and not c.near]
+    used = [c for c in group if 0 < c.median < math.inf and not c.near]
+    exponents, columns = _fitted(used)
     leading = None
     if exponents and "eps" in columns:
         leading = power_law(columns, [1.0 / (c.eta_prime * c.rho**2) for c in used])["eps"][0]
     table1 = None
-    if first.regime == "theory" and first.event == "flat" and used:
+    if first.regime == "theory" and first.event == "metric" and used:
         branches = {table1_exponents(first.method, c.eps, c.dim) for c in used}
         table1 = branches.pop() if len(branches) == 1 else None
-    return Fit(
-        problem=first.problem,
-        regime=first.regime,
-        method=first.method,
-        event=first.event,
-        exponents=exponents,
-        used=len(used),
-        at_start=sum(c.median == 0 for c in group),
-        censored=sum(c.median == math.inf for c in group),
-        leading_order=leading,
-        table1=table1,
-    )
+    return Fit(first.problem, first.regime, first.method, first.event, exponents, len(used), len(near),
+               len(at_start), len(censored), leading, table1, _left_out(used, exponents))  # fmt: skip
 
 
 def fits(rows: list[Row]) -> list[Fit]:
@@ -191,20 +229,22 @@ def fits(rows: list[Row]) -> list[Fit]:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
         >>> rows = [row(0, e, round(e**-3), half=round(e**-2), method=m) for m in ("RS", "SA") for e in (0.1, 0.05)]
         >>> [(f.method, f.event, round(f.exponents["eps"][0], 9)) for f in fits(rows)]
-        [('RS', 'flat', -3.0), ('RS', 'half', -2.0), ('SA', 'flat', -3.0), ('SA', 'half', -2.0)]
+        [('RS', 'metric', -3.0), ('RS', 'half', -2.0), ('SA', 'metric', -3.0), ('SA', 'half', -2.0)]
     """
     groups = defaultdict(list)
-    for event in ("flat", "half"):
+    for event in EVENTS:
         for cell in cells(rows, event):
             groups[cell.problem, cell.regime, cell.method, event].append(cell)
-    return [fit(groups[key]) for key in sorted(groups)]
+    return [fit(groups[key]) for key in sorted(groups, key=lambda k: (*k[:3], EVENTS.index(k[3])))]
 
 
 @dataclass(frozen=True)
 class Speedup:
     """RS's median steps to halve the trace gap over SA's, per ``d``, at equal ``η′, ρ`` (fixed regime).
 
-    Lemma 4 against Lemma 2 predicts ``ratio ≈ d``; ``exponent`` is the fitted ``b`` in ``ratio ∝ dᵇ``.
+    ``rs`` and ``sa`` are medians over every run at that ``d`` (instances and seeds), ``ratio``
+    their quotient. Lemma 4 against Lemma 2 predicts ``ratio ≈ d``; ``exponent`` is ``b`` in
+    ``ratio ∝ dᵇ``, fitted to each instance's ratio so that the instances' spread enters its interval.
 
     Examples:
         >>> s = Speedup(dims=(16, 32), rs=(1600.0, 3200.0), sa=(100.0, 100.0), ratio=(16.0, 32.0), exponent=(1.0, None))
@@ -220,7 +260,7 @@ class Speedup:
 
 
 def speedup(rows: list[Row], problem: str = "network") -> Speedup:
-    """The :class:`Speedup` of RS over SA on ``problem`` (sizes where both medians are finite).
+    """The :class:`Speedup` of RS over SA on ``problem`` (instances where both medians are finite).
 
     Examples:
         >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
@@ -234,15 +274,20 @@ def speedup(rows: list[Row], problem: str = "network") -> Speedup:
         ...
         ValueError: the speed-up on network needs at least 3 sizes where RS and SA both halve, got (16, 32)
     """
+    chosen = [r for r in rows if r.problem == problem and r.regime == "fixed"]
     medians = {
-        (c.method, c.dim): c.median
-        for c in cells(rows, "half")
-        if c.problem == problem and c.regime == "fixed" and 0 < c.median < math.inf
+        (c.method, c.dim, c.instance): c.median for c in cells(chosen, "half") if 0 < c.median < math.inf
     }
-    dims = tuple(sorted(d for method, d in medians if method == "RS" and ("SA", d) in medians))
+    pairs = sorted((d, k) for method, d, k in medians if method == "RS" and ("SA", d, k) in medians)
+    dims = tuple(sorted({d for d, _ in pairs}))
     if len(dims) < 3:
         raise ValueError(f"the speed-up on {problem} needs at least 3 sizes where RS and SA both halve, got {dims}")
-    rs = tuple(medians["RS", d] for d in dims)
-    sa = tuple(medians["SA", d] for d in dims)
-    ratio = tuple(r / s for r, s in zip(rs, sa))
-    return Speedup(dims, rs, sa, ratio, power_law({"d": dims}, ratio)["d"])
+
+    def pooled(method, d):
+        steps = [math.inf if r.steps_to_half is None else r.steps_to_half for r in chosen
+                 if (r.method, r.dim) == (method, d) and r.eps == chosen[0].eps]  # fmt: skip
+        return float(np.median(steps))
+
+    rs, sa = tuple(pooled("RS", d) for d in dims), tuple(pooled("SA", d) for d in dims)
+    exponent = power_law({"d": [d for d, _ in pairs]}, [medians["RS", d, k] / medians["SA", d, k] for d, k in pairs])
+    return Speedup(dims, rs, sa, tuple(r / s for r, s in zip(rs, sa)), exponent["d"])

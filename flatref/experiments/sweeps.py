@@ -4,9 +4,13 @@ Two parameter regimes, with ``η = 1/β`` and ``β = λ_max(∇²f)`` at the sta
 
 - ``"theory"``: :func:`~flatref.theory.rs_schedule` (Theorem 1) for RS and
   :func:`~flatref.theory.sa_schedule` (Theorem 2, reconstructed) for SA at each ``ε``, with
-  ``δ = 1`` and the constants in :data:`CONSTANTS`;
-- ``"fixed"``: the same ``η′, ρ`` for both (:data:`FIXED`). There Lemma 4 against Lemma 2
-  predicts that RS needs ``d`` times SA's iterations.
+  the probability ``δ =`` :data:`DELTA`, the gate ``ε0 =`` :data:`GATE` ``· ε`` (both methods
+  perturb only where ``‖∇f(x_t)‖ ≤ ε0``) and the constants in :data:`CONSTANTS`;
+- ``"fixed"``: the same ``η′, ρ`` for both (:data:`FIXED`), with no gate. There Lemma 4
+  against Lemma 2 predicts that RS needs ``d`` times SA's iterations.
+
+Each network size is measured on :attr:`Grid.instances` random instances (instance seeds
+``0, 1, …``), so the fits see the spread between instances as well as between seeds.
 
 :func:`measure` runs every :class:`Case` of a :class:`Grid` through
 :func:`~flatref.experiments.parallel.parallel_map` (loky processes, or a dask cluster)
@@ -34,18 +38,22 @@ from .parallel import parallel_map
 from .passages import first_hits, screening_steps
 from .registry import make, network_of_dim
 
-#: The free constants of the theorems' schedules (``δ = 1``), per problem and method. On the
-#: network, RS and SA share ``η′ = 10ε``; RS's ``ρ = 2√ε`` and SA's ``ρ = 0.1`` agree with
-#: the fixed regime's ``ρ`` at the largest ``ε`` of the grid.
-CONSTANTS = {
-    ("example1", "RS"): {"c_eta_prime": 2.0, "c_rho": 1.0},
-    ("example1", "SA"): {"c_eta_prime": 2.0, "c_rho": 1.0},
-    ("network", "RS"): {"c_eta_prime": 10.0, "c_rho": 2.0},
-    ("network", "SA"): {"c_eta_prime": 10.0, "c_rho": 0.1},
-}
+#: Theorems 1 and 2 hold with probability ``1 − O(δ)``; the schedules take ``δ ∈ (0, 1]``.
+DELTA = 0.5
 
-#: The instance seed of the sweeps' random problems (:func:`~flatref.experiments.registry.network_of_dim`).
-INSTANCE_SEED = 0
+#: The gate of Algorithms 1 and 2 is ``ε0 = GATE · ε``: polynomially small in ``ε``, as the
+#: theorems ask, and no larger than Definition 3's bound on ``‖∇f‖``.
+GATE = 1.0
+
+#: The free constants of the theorems' schedules (with ``δ =`` :data:`DELTA`), per problem and
+#: method: ``η′ = c_η′·δε``, RS's ``ρ = c_ρ·δ√ε``, SA's ``ρ = c_ρ·δ·min(1, √(d³ε))``. On the
+#: network, RS and SA share ``η′ = 10ε``; RS has ``ρ = 2√ε`` and SA ``ρ = 0.1`` (``d³ε ≥ 1`` on the grid).
+CONSTANTS = {
+    ("example1", "RS"): {"c_eta_prime": 4.0, "c_rho": 2.0},
+    ("example1", "SA"): {"c_eta_prime": 4.0, "c_rho": 2.0},
+    ("network", "RS"): {"c_eta_prime": 20.0, "c_rho": 4.0},
+    ("network", "SA"): {"c_eta_prime": 20.0, "c_rho": 0.2},
+}
 
 #: ``(η′, ρ)`` of the fixed regime, the same for RS and SA (those of the figures).
 FIXED = {"example1": (0.05, 0.3), "network": (0.05, 0.1)}
@@ -61,11 +69,12 @@ class Grid:
         network_eps, example1_eps: the ``ε`` values.
         seeds: runs per cell (algorithm seeds ``0 … seeds − 1``).
         max_steps: the cap of every run.
+        instances: random networks per size (instance seeds ``0 … instances − 1``); Example 1 has one.
 
     Examples:
-        >>> grid = Grid((16,), (0.01,), (0.1,), seeds=1, max_steps=1500)
-        >>> len(cases(grid))               # 2 problems × (1 ε + fixed) × 2 methods
-        8
+        >>> grid = Grid((16,), (0.01,), (0.1,), seeds=1, max_steps=1500, instances=2)
+        >>> len(cases(grid))               # (Example 1 + 2 networks) × (1 ε + fixed) × 2 methods
+        12
         >>> Grid((20,), (0.01,), (0.1,), seeds=1, max_steps=1500)
         Traceback (most recent call last):
         ...
@@ -77,6 +86,7 @@ class Grid:
     example1_eps: tuple[float, ...]
     seeds: int
     max_steps: int
+    instances: int = 1
 
     def __post_init__(self):
         for d in self.network_dims:
@@ -87,15 +97,17 @@ class Grid:
                 raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
         as_int(self.seeds, "seeds", minimum=1)
         as_int(self.max_steps, "max_steps", minimum=1)
+        as_int(self.instances, "instances", minimum=1)
 
 
-#: The full grid (about 5 minutes on 2 cores): 5 network sizes, ε a factor √2 apart.
+#: The full grid: 7 network sizes with 3 instances each, ε over a factor 10 (``10^(−1/4)`` apart).
 FULL = Grid(
-    network_dims=(16, 32, 64, 128, 256),
-    network_eps=tuple(0.01 * 2.0 ** (-k / 2) for k in range(4)),
+    network_dims=(16, 24, 32, 48, 64, 128, 256),
+    network_eps=tuple(0.02 * 10.0 ** (-k / 4) for k in range(5)),
     example1_eps=tuple(0.1 * 2.0**-k for k in range(5)),
-    seeds=5,
-    max_steps=250_000,
+    seeds=2,
+    max_steps=1_500_000,
+    instances=3,
 )
 
 #: A grid for the tests (under a minute on 2 cores).
@@ -106,11 +118,11 @@ QUICK = Grid(network_dims=(16, 32, 64), network_eps=(0.01, 0.005), example1_eps=
 @dataclass(frozen=True)
 class Case:
     """One run: ``eps`` holds the one ``ε`` of the theory regime's schedule, or every threshold of
-    the fixed regime; ``max_steps`` caps it.
+    the fixed regime; ``instance`` is the problem's instance seed; ``max_steps`` caps the run.
 
     Examples:
         >>> cases(Grid((16,), (0.01, 0.005), (0.1,), seeds=1, max_steps=1500))[-1]   # the fixed regime: every ε
-        Case(problem='network', dim=16, regime='fixed', method='SA', eps=(0.01, 0.005), seed=0, max_steps=1500)
+        Case(problem='network', dim=16, regime='fixed', method='SA', eps=(0.01, 0.005), seed=0, max_steps=1500, instance=0)
     """
 
     problem: str
@@ -120,13 +132,14 @@ class Case:
     eps: tuple[float, ...]
     seed: int
     max_steps: int
+    instance: int = 0
 
     def key(self) -> str:
         """A digest of the full configuration: the cache's file name.
 
-        It covers the case's fields, the parameters its regime takes from :data:`CONSTANTS`
-        or :data:`FIXED`, the problem's instance (:data:`INSTANCE_SEED`), the screening
-        schedule of :func:`~flatref.experiments.passages.screening_steps` and flatref's
+        It covers the case's fields (the instance among them), the parameters its regime takes
+        from :data:`CONSTANTS`, :data:`DELTA` and :data:`GATE`, or from :data:`FIXED`, the
+        screening schedule of :func:`~flatref.experiments.passages.screening_steps` and flatref's
         version, so changing any of them recomputes the run instead of reading a stale one.
 
         Examples:
@@ -139,8 +152,8 @@ class Case:
         """
         config = {
             "case": dataclasses.asdict(self),
-            "parameters": FIXED[self.problem] if self.regime == "fixed" else CONSTANTS[self.problem, self.method],
-            "instance_seed": INSTANCE_SEED,
+            "parameters": FIXED[self.problem] if self.regime == "fixed" else
+            {**CONSTANTS[self.problem, self.method], "delta": DELTA, "gate": GATE},
             "screening": screening_steps.__kwdefaults__,
             "version": __version__,
         }
@@ -148,25 +161,26 @@ class Case:
 
 
 def cases(grid: Grid) -> list[Case]:
-    """Every run of ``grid``: each problem size, regime, method and seed (and ``ε`` in the theory regime).
+    """Every run of ``grid``: each problem instance, regime, method and seed (and ``ε`` in the theory regime).
 
     Examples:
         >>> len(cases(QUICK))       # (3 + 1) + 3 × (2 + 1) cases per method and seed
         52
     """
-    sizes = [("example1", 2, grid.example1_eps)] + [("network", d, grid.network_eps) for d in grid.network_dims]
+    sizes = [("example1", 2, grid.example1_eps, 0)]
+    sizes += [("network", d, grid.network_eps, k) for d in grid.network_dims for k in range(grid.instances)]
     out = []
-    for problem, dim, eps in sizes:
+    for problem, dim, eps, instance in sizes:
         for method in ("RS", "SA"):
             for seed in range(grid.seeds):
-                out += [Case(problem, dim, "theory", method, (e,), seed, grid.max_steps) for e in eps]
-                out.append(Case(problem, dim, "fixed", method, tuple(eps), seed, grid.max_steps))
+                out += [Case(problem, dim, "theory", method, (e,), seed, grid.max_steps, instance) for e in eps]
+                out.append(Case(problem, dim, "fixed", method, tuple(eps), seed, grid.max_steps, instance))
     return out
 
 
 @lru_cache(maxsize=None)
-def problem_of(name: str, dim: int) -> Problem:
-    """Example 1, or :func:`~flatref.experiments.registry.network_of_dim`.
+def problem_of(name: str, dim: int, instance: int = 0) -> Problem:
+    """Example 1, or :func:`~flatref.experiments.registry.network_of_dim` with instance seed ``instance``.
 
     Examples:
         >>> problem_of("network", 16) is problem_of("network", 16)     # built once per process
@@ -174,46 +188,51 @@ def problem_of(name: str, dim: int) -> Problem:
         >>> problem_of("network", 16).dim, problem_of("example1", 2).dim
         (16, 2)
     """
-    return make("example1") if name == "example1" else network_of_dim(dim, INSTANCE_SEED)
+    return make("example1") if name == "example1" else network_of_dim(dim, instance)
 
 
 def method_of(case: Case, problem: Problem, x0) -> StepRule:
-    """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` from its regime.
+    """The case's step rule: ``η = 1/λ_max(∇²f(x0))``, and ``η′, ρ`` (and the gate ``ε0``) from its regime.
 
     Examples:
         >>> p = problem_of("example1", 2)                 # λ_max(∇²f(3, 1/3)) = 2(9 + 1/9) = 164/9
         >>> m = method_of(Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500), p, p.sharp_minimum())
-        >>> type(m).__name__, round(m.eta * 164 / 9, 12), (m.eta_prime, m.rho) == FIXED["example1"]
-        ('SA', 1.0, True)
+        >>> type(m).__name__, round(m.eta * 164 / 9, 12), (m.eta_prime, m.rho) == FIXED["example1"], m.eps0
+        ('SA', 1.0, True, inf)
         >>> m = method_of(Case("example1", 2, "theory", "RS", (0.1,), 0, 1500), p, p.sharp_minimum())
-        >>> round(m.eta_prime, 12), round(m.rho**2, 12)   # Theorem 1 with c_η′ = 2, δ = 1: η′ = 2ε, ρ = √ε
-        (0.2, 0.1)
+        >>> round(m.eta_prime, 12), round(m.rho**2, 12), m.eps0   # Theorem 1, c_η′ = 4, c_ρ = 2, δ = 1/2: η′ = 2ε, ρ = √ε
+        (0.2, 0.1, 0.1)
     """
     eta = top_eigenvalue_step(problem, x0)
     if case.regime == "fixed":
-        eta_prime, rho = FIXED[case.problem]
+        return {"RS": RS, "SA": SA}[case.method](eta, *FIXED[case.problem])
+    (eps,) = case.eps
+    options = {"eps0": GATE * eps, **CONSTANTS[case.problem, case.method]}
+    if case.method == "RS":
+        schedule = rs_schedule(1.0 / eta, eps, DELTA, **options)
     else:
-        (eps,) = case.eps
-        constants = CONSTANTS[case.problem, case.method]
-        if case.method == "RS":
-            schedule = rs_schedule(1.0 / eta, eps, 1.0, **constants)
-        else:
-            schedule = sa_schedule(1.0 / eta, eps, 1.0, problem.dim, **constants)
-        eta_prime, rho = schedule.eta_prime, schedule.rho
-    return {"RS": RS, "SA": SA}[case.method](eta, eta_prime, rho)
+        schedule = sa_schedule(1.0 / eta, eps, DELTA, problem.dim, **options)
+    return {"RS": RS, "SA": SA}[case.method](eta, schedule.eta_prime, schedule.rho, eps0=schedule.eps0)
 
 
 @dataclass(frozen=True)
 class Row:
     """One row of ``rates.csv``: one run and one threshold ``ε`` (``None``: not reached).
 
+    ``steps_to_metric`` counts the steps until the metric at ``Φ(x_t)`` is ``≤ √ε``;
+    ``grad_norm_at_metric`` is ``‖∇f(x_t)‖`` there. ``finish_steps`` gradient steps from that
+    iterate bring ``‖∇f‖`` to ``ε`` (Theorem 2's finish), and ``definition3`` says whether the
+    finished point is ``(ε, √ε)``-flat (Definition 3).
+
     Examples:
-        >>> len(COLUMNS), COLUMNS[:2], COLUMNS[9:12]
-        (19, ('problem', 'dim'), ('steps_to_flat', 'grad_norm_at_flat', 'steps_to_half'))
+        >>> len(COLUMNS), COLUMNS[:3], COLUMNS[11:16]
+        (24, ('problem', 'dim', 'instance'), ('steps_to_metric', 'grad_norm_at_metric', 'finish_steps', \
+'definition3', 'steps_to_half'))
     """
 
     problem: str
     dim: int
+    instance: int
     regime: str
     method: str
     eps: float
@@ -221,8 +240,11 @@ class Row:
     eta: float
     eta_prime: float
     rho: float
-    steps_to_flat: int | None
-    grad_norm_at_flat: float | None
+    eps0: float
+    steps_to_metric: int | None
+    grad_norm_at_metric: float | None
+    finish_steps: int | None
+    definition3: bool | None
     steps_to_half: int | None
     steps_run: int
     max_steps: int
@@ -231,6 +253,7 @@ class Row:
     gap_end: float
     metric_start: float
     metric_end: float
+    delta: float | None = None
 
 
 #: The columns of ``rates.csv``.
@@ -244,19 +267,26 @@ def measure_case(case: Case) -> list[Row]:
         >>> (row,) = measure_case(Case("example1", 2, "fixed", "SA", (0.1,), 0, 1500))
         >>> row.status, round(row.gap_start, 6), round(row.metric_start, 6)   # 2(9 + 1/9) − 4; |18 − 2/9| / √(9 + 1/9)
         ('reached', 14.222222, 5.889681)
-        >>> 0 < row.steps_to_half <= row.steps_to_flat == row.steps_run <= 1500   # stops once both events are reached
+        >>> 0 < row.steps_to_half <= row.steps_to_metric == row.steps_run <= 1500   # stops once both events are reached
         True
+        >>> row.definition3, row.finish_steps >= 0                                  # Theorem 2's finish, then Definition 3
+        (True, True)
     """
-    problem = problem_of(case.problem, case.dim)
+    problem = problem_of(case.problem, case.dim, case.instance)
     x0 = problem.sharp_minimum()
     method = method_of(case, problem, x0)
     hits = first_hits(problem, method, x0, case.eps, max_steps=case.max_steps, rng=case.seed)
-    return [
-        Row(case.problem, case.dim, case.regime, case.method, e, case.seed, method.eta, method.eta_prime, method.rho,
-            hits.to_flat[e], hits.grad_norm_at_flat[e], hits.to_half, hits.steps, case.max_steps, str(hits.status),
-            hits.gap_start, hits.gap_end, hits.metric_start, hits.metric_end)  # fmt: skip
-        for e in case.eps
-    ]
+    delta = DELTA if case.regime == "theory" else None
+    rows = []
+    for e in case.eps:
+        finish = hits.finish.get(e)
+        rows.append(Row(
+            case.problem, case.dim, case.instance, case.regime, case.method, e, case.seed, method.eta,
+            method.eta_prime, method.rho, method.eps0, hits.to_metric[e], hits.grad_norm_at_metric[e],
+            None if finish is None else finish.steps, None if finish is None else finish.definition3, hits.to_half,
+            hits.steps, case.max_steps, str(hits.status), hits.gap_start, hits.gap_end, hits.metric_start,
+            hits.metric_end, delta))  # fmt: skip
+    return rows
 
 
 class RunCache:

@@ -197,11 +197,14 @@ def run_figure(problem, trajectory, flat, path) -> Path:
 
 
 def rates_figure(grid: Grid, rows: list, ratio):
-    """Four log–log panels: Example 1 and the network under the theorems' schedules (steps to
-    flat against ``ε``, Table 1's slopes dotted), the network at equal ``η′, ρ`` (steps to halve
-    the trace gap against ``d``), and RS/SA against ``d`` with the prediction ``ratio = d``."""
+    """Four log–log panels: Example 1 and the network under the theorems' schedules (steps until
+    the metric at ``Φ`` is ``≤ √ε``, against ``ε``, Table 1's slopes dotted), the network at equal
+    ``η′, ρ`` (steps to halve the trace gap against ``d``), and RS/SA against ``d`` with the
+    prediction ``ratio = d``. Each point pools a size's instances (median of their medians, bars
+    from the smallest to the largest run); open markers: cells set aside because the start is
+    within :data:`~flatref.experiments.stats.NEAR` times the threshold."""
     plt = pyplot()
-    flat, half = cells(rows, "flat"), cells(rows, "half")
+    metric, half = cells(rows, "metric"), cells(rows, "half")
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), constrained_layout=True)
     (ax_ex1, ax_net), (ax_d, ax_ratio) = axes
 
@@ -211,22 +214,32 @@ def rates_figure(grid: Grid, rows: list, ratio):
             and all(getattr(c, k) == v for k, v in extra.items())
         ]  # fmt: skip
 
-    def plot(ax, chosen, color, label, x="eps", **style):
-        """Medians against ``x`` (a cell attribute) with min–max bars, over the cells reached after
-        the start; returns ``(x, median)``, or ``None`` if there are none."""
-        chosen = sorted((c for c in chosen if 0 < c.median < math.inf), key=lambda c: getattr(c, x))
-        if not chosen:
+    def pooled(chosen, x):
+        """``{x value: (median of medians, smallest low, largest high, all near)}`` over cells reached after the start."""
+        groups = {}
+        for c in chosen:
+            if 0 < c.median < math.inf:
+                groups.setdefault(getattr(c, x), []).append(c)
+        return {key: (float(np.median([c.median for c in g])), min(c.low for c in g), max(c.high for c in g),
+                      all(c.near for c in g)) for key, g in sorted(groups.items())}  # fmt: skip
+
+    def plot(ax, chosen, color, label, x="eps", marker="o", ls="-", alpha=1.0):
+        """Pooled medians against ``x`` with min–max bars (open markers: set aside as near the
+        threshold); returns the fitted points ``(x, median)``, or ``None`` if there are none."""
+        points = pooled(chosen, x)
+        if not points:
             return None
-        x = np.array([getattr(c, x) for c in chosen], dtype=float)
-        median = np.array([c.median for c in chosen])
-        low, high = median - [c.low for c in chosen], np.array([c.high for c in chosen]) - median
-        yerr = [low, np.where(np.isfinite(high), high, 0.0)]
-        ax.errorbar(x, median, yerr=yerr, color=color, label=label, capsize=2, **style)
-        return x, median
+        xs = np.array(list(points), dtype=float)
+        median, low, high, near = (np.array(v) for v in zip(*points.values()))
+        yerr = [median - low, np.where(np.isfinite(high), high - median, 0.0)]
+        ax.errorbar(xs, median, yerr=yerr, color=color, ls=ls, lw=1, capsize=2, alpha=alpha, label=label)
+        ax.plot(xs[~near], median[~near], marker, color=color, alpha=alpha)
+        ax.plot(xs[near], median[near], marker, mfc="none", color=color, alpha=alpha)
+        return (xs[~near], median[~near]) if (~near).any() else None
 
     def guide(ax, xy, method, dim, eps_grid, color):
         """Table 1's ε slope for ``method`` at ``dim``, dotted over ``eps_grid`` through the
-        largest-ε point of ``xy``."""
+        largest-ε fitted point of ``xy``."""
         if xy is None:
             return
         x0, y0 = xy[0][-1], xy[1][-1]
@@ -236,26 +249,26 @@ def rates_figure(grid: Grid, rows: list, ratio):
 
     for method in ("RS", "SA"):
         color = COLORS[method]
-        xy = plot(ax_ex1, select(flat, "example1", "theory", method), color, f"{method}: flat", marker="o")
+        xy = plot(ax_ex1, select(metric, "example1", "theory", method), color, f"{method}: metric ≤ √ε")
         guide(ax_ex1, xy, method, 2, grid.example1_eps, color)
         halved = select(half, "example1", "theory", method)
         plot(ax_ex1, halved, color, f"{method}: gap halved", marker="s", ls="--", alpha=0.6)
         for k, d in enumerate(grid.network_dims):
             alpha = 0.35 + 0.65 * (k + 1) / len(grid.network_dims)
-            chosen = select(flat, "network", "theory", method, dim=d)
-            xy = plot(ax_net, chosen, color, f"{method}, d = {d}", marker="o", alpha=alpha)
+            chosen = select(metric, "network", "theory", method, dim=d)
+            xy = plot(ax_net, chosen, color, f"{method}, d = {d}", alpha=alpha)
             if d == grid.network_dims[0]:
                 guide(ax_net, xy, method, d, grid.network_eps, color)
-        plot(ax_d, select(half, "network", "fixed", method), color, method, x="dim", marker="o")
+        plot(ax_d, select(half, "network", "fixed", method), color, method, x="dim")
 
     ax_ex1.set_title("(a) Example 1 (d = 2), theorems' schedules")
-    ax_net.set_title("(b) diagonal network, theorems' schedules: steps to flat")
+    ax_net.set_title("(b) diagonal network, theorems' schedules: steps until metric ≤ √ε (open: start near √ε)")
     ax_d.set_title(f"(c) network, equal η′, ρ = {FIXED['network']}: steps to halve the trace gap")
     for ax in (ax_ex1, ax_net):
-        ax.set(xscale="log", yscale="log", xlabel="ε", ylabel="steps (median; bars: min–max over seeds)")
+        ax.set(xscale="log", yscale="log", xlabel="ε", ylabel="steps (median; bars: min–max over runs)")
         ax.invert_xaxis()
         ax.legend(fontsize=7, ncol=2)
-    ax_d.set(xscale="log", yscale="log", xlabel="d", ylabel="steps (median; bars: min–max over seeds)")
+    ax_d.set(xscale="log", yscale="log", xlabel="d", ylabel="steps (median; bars: min–max over runs)")
     ax_d.legend(fontsize=8)
 
     dims = np.array(ratio.dims, dtype=float)

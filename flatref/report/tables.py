@@ -1,11 +1,14 @@
-"""The markdown of Table 1 in numbers: fitted exponents next to Table 1's, the speed-up, per-size fits."""
+"""The markdown of Table 1 in numbers: fitted exponents next to Table 1's, the speed-up, per-size fits,
+Definition 3 after Theorem 2's finish."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
 
-from ..experiments.stats import Fit, Speedup, cells, fit
-from ..experiments.sweeps import CONSTANTS, FIXED, Grid
+from ..experiments.stats import NEAR, Fit, Speedup, cells, fit
+from ..experiments.sweeps import CONSTANTS, DELTA, FIXED, GATE, Grid
 
 
 def _signed(x: float) -> str:
@@ -27,88 +30,92 @@ def format_exponent(value) -> str:
 
 
 _PARAMETERS = {"theory": "theorems' schedules", "fixed": "equal fixed η′, ρ"}
-_EVENTS = {"flat": "(ε, √ε)-flat", "half": "trace gap halved"}
+_EVENTS = {"metric": "metric at Φ ≤ √ε", "half": "trace gap halved"}
 
 
 def markdown(grid: Grid, rows: list, fitted: list[Fit], ratio: Speedup) -> str:
-    """The fitted exponents next to Table 1's, and the RS/SA speed-up per ``d``, as markdown.
+    """The fitted exponents next to Table 1's, the RS/SA speed-up per ``d``, the per-size exponents
+    and Definition 3 after Theorem 2's finish, as markdown.
 
     Examples:
         >>> import math
         >>> from flatref.experiments.stats import fits, speedup
         >>> from flatref.experiments.sweeps import Row
-        >>> rows = [Row("network", d, regime, m, e, 0, 1.0, 10 * e, 2 * math.sqrt(e), round(e**-3), None,
-        ...             100 * d if m == "RS" else 100, 0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
+        >>> rows = [Row("network", d, 0, regime, m, e, 0, 1.0, 10 * e, 2 * math.sqrt(e), math.inf, round(e**-3), e / 2,
+        ...             0, True, 100 * d if m == "RS" else 100, 0, 0, "reached", 1.0, 0.5, 1.0, 0.1)
         ...         for d in (16, 32, 64) for regime in ("theory", "fixed") for m in ("RS", "SA")
-        ...         for e in (0.1, 0.05, 0.025)]                 # flat in ε⁻³ steps; RS halves in d times SA's
+        ...         for e in (0.1, 0.05, 0.025)]                 # ε⁻³ steps to the metric; RS halves in d times SA's
         >>> text = markdown(Grid((16, 32, 64), (0.1, 0.05, 0.025), (0.1,), 1, 1000), rows, fits(rows), speedup(rows))
-        >>> "fitted: ratio ∝ d^(+1.00 ± 0.00)" in text, "| 64 | 6,400 | 100 | 64.0 | 1.00 |" in text
+        >>> "ratio ∝ d^(+1.00 ± 0.00)" in text, "| 64 | 6,400 | 100 | 64.0 | 1.00 |" in text
         (True, True)
-        >>> [line.split(" | ")[5:8] for line in text.splitlines() if line.startswith("| network | theorems'")][0]
-        ['-3.00 ± 0.00', '-2.00', '-3']
+        >>> [line.split(" | ")[5:9] for line in text.splitlines() if line.startswith("| network | theorems'")][0]
+        ['-3.00 ± 0.00', '0.00 (d = 64)', '-2.00', '-3']
     """
     lines = [
         "# Table 1 in numbers",
         "",
         "Regenerate with `python -m flatref rates` (module `flatref.report.jobs`). "
         "Steps from the sharp minimum until the",
-        "event, median over seeds; exponents of `steps ∝ ε^a d^b` by least squares on logs over the cells' medians,",
-        "with 95% confidence half-widths. *Leading order*: the ε exponent of `1/(η′ρ²)`, the per-step rate of",
-        "Lemmas 2 and 4. Cells: fitted / already met at the start / not reached in "
-        f"{grid.max_steps:,} steps by most seeds.",
+        "event, median over seeds, one cell per problem instance and `(d, ε)`; exponents of `steps ∝ ε^a d^b` by",
+        "least squares on logs over the cells' medians (the instances pooled, so their spread is in the",
+        "residuals), with 95% confidence half-widths. *Leading order*: the ε exponent of `1/(η′ρ²)`, the",
+        "per-step rate of Lemmas 2 and 4. *Cells*: fitted / set aside because the start's metric is within",
+        f"{NEAR:g}× the threshold √ε / already met at the start / not reached in {grid.max_steps:,} steps by most",
+        "seeds. *Left out*: the largest change of the exponent when one size or one instance is left out",
+        "and the rest refitted, and which.",
         "",
-        "| problem | parameters | method | steps until | cells | ε exponent | leading order | Table 1 "
-        "| d exponent | Table 1 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | parameters | method | steps until | cells | ε exponent | left out | leading order "
+        "| Table 1 | d exponent | left out | Table 1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fitted:
-        if not f.exponents:
-            continue  # nothing varies over the cells (halving at fixed η′, ρ on Example 1): see the CSV
-        table_eps, table_d = ("—", "—") if f.table1 is None else (f"{f.table1[0]:g}", f"{f.table1[1] + 0.0:g}")
-        if "d" not in f.exponents:
-            table_d = "—"
-        leading = "—" if f.leading_order is None else _signed(f.leading_order)
-        lines.append(
-            f"| {f.problem} | {_PARAMETERS[f.regime]} | {f.method} | {_EVENTS[f.event]} "
-            f"| {f.used} / {f.at_start} / {f.censored} | {format_exponent(f.exponents.get('eps'))} | {leading} "
-            f"| {table_eps} | {format_exponent(f.exponents.get('d'))} | {table_d} |"
-        )
+        if f.exponents:  # else nothing varies over the cells (halving at fixed η′, ρ on Example 1): see the CSV
+            lines.append(_fit_row(f))
     lines += [
         "",
         "## RS against SA at equal η′, ρ (network, steps until the trace gap halves)",
         "",
-        f"Lemma 4 against Lemma 2 predicts a ratio of `d`; fitted: ratio ∝ d^({format_exponent(ratio.exponent)}).",
+        "Lemma 4 against Lemma 2 predicts a ratio of `d`; fitted to each instance's ratio: "
+        f"ratio ∝ d^({format_exponent(ratio.exponent)}).",
         "",
         "| d | RS | SA | RS / SA | (RS / SA) / d |",
         "|---|---|---|---|---|",
     ]
     for d, rs, sa, r in zip(ratio.dims, ratio.rs, ratio.sa, ratio.ratio):
         lines.append(f"| {d} | {rs:,.0f} | {sa:,.0f} | {r:.1f} | {r / d:.2f} |")
-    lines += ["", *_per_size(rows)]
-    seeds = grid.seeds
-    lines += [
-        "",
-        f"Grid: Example 1 at ε ∈ {_list(grid.example1_eps)}; diagonal networks (n = d/8, 2-sparse truth) at",
-        f"d ∈ {_list(grid.network_dims)} and ε ∈ {_list(grid.network_eps)}; {seeds} seeds per cell; "
-        f"{len(rows)} rows in `rates.csv`.",
-        f"Constants (δ = 1): {_constants()}; fixed regime (η′, ρ): {FIXED}.",
-        "",
-    ]
+    lines += ["", *_per_size(rows), "", *_definition3(rows), "", *_branches(grid), "", *_grid_text(grid, rows)]
     return "\n".join(lines)
 
 
+def _fit_row(f: Fit) -> str:
+    """One row of the main table."""
+    table_eps, table_d = ("—", "—") if f.table1 is None else (f"{f.table1[0]:g}", f"{f.table1[1] + 0.0:g}")
+    if "d" not in f.exponents:
+        table_d = "—"
+    leading = "—" if f.leading_order is None else _signed(f.leading_order)
+
+    def left_out(name):
+        change = f.left_out.get(name)
+        return "—" if change is None else f"{change[0]:.2f} ({change[1]})"
+
+    return (f"| {f.problem} | {_PARAMETERS[f.regime]} | {f.method} | {_EVENTS[f.event]} "
+            f"| {f.used} / {f.near} / {f.at_start} / {f.censored} | {format_exponent(f.exponents.get('eps'))} "
+            f"| {left_out('eps')} | {leading} | {table_eps} | {format_exponent(f.exponents.get('d'))} "
+            f"| {left_out('d')} | {table_d} |")  # fmt: skip
+
+
 def _per_size(rows: list) -> list[str]:
-    """The ε exponent of the flat event fitted at each network size alone (no ``d`` term);
-    "—" where fewer than 3 cells were reached after the start (no confidence interval)."""
+    """The ε exponent of the metric event fitted at each network size alone (instances pooled, no ``d``
+    term); "—" where fewer than 3 cells were fitted (no confidence interval)."""
     columns = [(regime, method) for regime in ("theory", "fixed") for method in ("RS", "SA")]
     groups = defaultdict(list)
-    for cell in cells(rows, "flat"):
+    for cell in cells(rows, "metric"):
         if cell.problem == "network":
             groups[cell.dim, cell.regime, cell.method].append(cell)
     lines = [
-        "## The flat event's ε exponent at each network size",
+        "## The metric event's ε exponent at each network size",
         "",
-        "Fitted at one `d` at a time (\"—\": fewer than 3 cells reached after the start).",
+        "Fitted at one `d` at a time, the instances pooled (\"—\": fewer than 3 cells fitted).",
         "",
         "| d | " + " | ".join(f"{method}, {_PARAMETERS[regime]}" for regime, method in columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -118,6 +125,74 @@ def _per_size(rows: list) -> list[str]:
         fitted = [e if e is not None and e[1] is not None else None for e in fitted]
         lines.append(f"| {d} | " + " | ".join(format_exponent(e) for e in fitted) + " |")
     return lines
+
+
+def _definition3(rows: list) -> list[str]:
+    """Definition 3 at the counted step and after Theorem 2's gradient-descent finish, per group."""
+    groups = defaultdict(list)
+    for row in rows:
+        if row.steps_to_metric:  # reached after the start
+            groups[row.problem, row.regime, row.method].append(row)
+    lines = [
+        "## Definition 3 at the counted step and after Theorem 2's finish",
+        "",
+        "Runs that reached the metric event after the start. At the counted step `x_t` the metric at `Φ(x_t)` is",
+        "at most √ε, but Definition 3 also asks `‖∇f(x_t)‖ ≤ ε`. Theorem 2 ends with gradient descent (η = 1/β)",
+        "until `‖∇f‖ ≤ ε`; the finished point is then checked against both conditions.",
+        "",
+        "| problem | parameters | method | runs | ‖∇f(x_t)‖ ≤ ε | median ‖∇f(x_t)‖ / ε | largest | "
+        "finish steps (median / largest) | (ε, √ε)-flat after the finish |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (problem, regime, method), chosen in sorted(groups.items()):
+        ratios = [r.grad_norm_at_metric / r.eps for r in chosen]
+        finish = [r.finish_steps for r in chosen if r.finish_steps is not None]
+        finish_text = f"{statistics.median(finish):g} / {max(finish)}" if finish else "—"
+        lines.append(
+            f"| {problem} | {_PARAMETERS[regime]} | {method} | {len(chosen)} | {_share(r <= 1 for r in ratios)} "
+            f"| {statistics.median(ratios):.1f} | {max(ratios):.1f} | {finish_text} "
+            f"| {_share(bool(r.definition3) for r in chosen)} |"
+        )
+    return lines
+
+
+def _branches(grid: Grid) -> list[str]:
+    """Where Table 1's SA bound takes its ``1/(d³ε)`` branch on the grid."""
+    example1 = [8 * e for e in grid.example1_eps]
+    network = [d**3 * e for d in grid.network_dims for e in grid.network_eps]
+    return [
+        "## Table 1's SA branches on the grid",
+        "",
+        "SA's bound is `d⁻¹ε⁻²(1 ∨ 1/(d³ε))`: its `1/(d³ε)` branch (exponents −3 in ε, −4 in d) applies where",
+        f"`d³ε < 1`. Example 1 (d = 2): d³ε from {min(example1):.3g} to {max(example1):.3g}, "
+        f"{_where(example1)}. Networks: d³ε from {min(network):.3g} to {max(network):.3g}, {_where(network)}.",
+    ]
+
+
+def _where(values) -> str:
+    below = sum(v < 1 for v in values)
+    if below == len(values):
+        return "below 1 in every cell: the 1/(d³ε) branch throughout"
+    if below == 0:
+        return "at least 1 in every cell: the first branch throughout"
+    return f"below 1 in {below} of {len(values)} cells"
+
+
+def _share(flags) -> str:
+    flags = list(flags)
+    return f"{sum(flags)} / {len(flags)} ({100 * sum(flags) / len(flags):.0f} %)"
+
+
+def _grid_text(grid: Grid, rows: list) -> list[str]:
+    return [
+        f"Grid: Example 1 at ε ∈ {_list(grid.example1_eps)}; diagonal networks (n = d/8, 2-sparse truth) at",
+        f"d ∈ {_list(grid.network_dims)}, {grid.instances} instances each, and ε ∈ {_list(grid.network_eps)} "
+        f"(a factor {max(grid.network_eps) / min(grid.network_eps):.3g});",
+        f"{grid.seeds} seeds per cell; {len(rows)} rows in `rates.csv`.",
+        f"Theorems' schedules: δ = {DELTA:g}, gate ε0 = {GATE:g}·ε; constants {_constants()}.",
+        f"Equal fixed η′, ρ (no gate): {FIXED}.",
+        "",
+    ]
 
 
 def demo_table(escapes) -> list[str]:

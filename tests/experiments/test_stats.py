@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flatref.experiments.stats import cells, fit, power_law
+from flatref.experiments.stats import cells, fit, power_law, speedup
 from flatref.experiments.sweeps import Row
 
 
@@ -28,22 +28,59 @@ def test_power_law_recovers_exact_exponents_and_its_interval_covers_noisy_ones()
         power_law({"eps": [0.1, 0.1, 0.1]}, [1.0, 2.0, 3.0])
 
 
-def _row(seed, steps, dim=16, eps=0.01):
-    """A row of RS under the network's schedule, ``η′ = 10ε``, ``ρ = 2√ε``."""
-    return Row("network", dim, "theory", "RS", eps, seed, 1.0, 10 * eps, 2 * math.sqrt(eps), steps, None, steps,
-               0, 0, "reached", 1.0, 0.5, 1.0, 0.1)  # fmt: skip
+def _row(seed, steps, dim=16, eps=0.01, instance=0, metric_start=1.0, regime="theory", method="RS", half=None):
+    """A row of a network run with ``η′ = 10ε``, ``ρ = 2√ε``."""
+    return Row("network", dim, instance, regime, method, eps, seed, 1.0, 10 * eps, 2 * math.sqrt(eps), math.inf,
+               steps, None, None, None, steps if half is None else half, 0, 0, "reached", 1.0, 0.5, metric_start,
+               0.1)  # fmt: skip
 
 
 def test_cells_count_unreached_runs_as_infinite_and_fit_sets_them_aside():
     rows = [_row(0, 100), _row(1, None), _row(2, 300)]  # median 300: two of three reached
     rows += [_row(s, None, eps=0.005) for s in range(2)] + [_row(2, 50, eps=0.005)]  # median inf
-    rows += [_row(s, 0, eps=0.0025) for s in range(3)]  # the start is already flat
+    rows += [_row(s, 0, eps=0.0025) for s in range(3)]  # the start already meets the threshold
     rows += [_row(s, 700 + s, dim=32) for s in range(3)] + [_row(s, 4000 + s, dim=32, eps=0.005) for s in range(3)]
-    by_key = {(c.dim, c.eps): c for c in cells(rows, "flat")}
+    rows += [_row(s, 5, dim=32, eps=0.09, metric_start=0.5) for s in range(3)]  # start at 0.5/0.3 ≤ 2× the threshold
+    by_key = {(c.dim, c.eps): c for c in cells(rows, "metric")}
     assert (by_key[16, 0.01].median, by_key[16, 0.01].low, by_key[16, 0.01].high) == (300, 100, math.inf)
     assert by_key[16, 0.005].median == math.inf and by_key[16, 0.0025].median == 0
+    assert by_key[32, 0.09].near and not by_key[32, 0.01].near and by_key[32, 0.09].start_ratio == pytest.approx(5 / 3)
     result = fit(list(by_key.values()))
-    assert (result.used, result.at_start, result.censored) == (3, 1, 1)
+    assert (result.used, result.near, result.at_start, result.censored) == (3, 1, 1, 1)
     assert result.table1 == (-3.0, 0.0) and result.leading_order == pytest.approx(-2.0)  # 1/(η′ρ²) = 1/(40ε²)
     with pytest.raises(ValueError, match="event"):
-        cells(rows, "flatter")
+        cells(rows, "flat")
+
+
+def test_instances_pool_into_the_fit_and_widen_its_interval():
+    """Each instance is its own cell; a spread between instances shows in the interval, not in the estimate."""
+    eps_grid, dims = (0.01, 0.005, 0.0025), (16, 32, 64)
+    scale = {0: 1.0, 1: 1.3, 2: 0.8}  # instance-to-instance factors on the steps
+    rows = [_row(0, round(scale[k] * 1e-3 * e**-3 * d**-0.5), dim=d, eps=e, instance=k)
+            for d in dims for e in eps_grid for k in scale]  # fmt: skip
+    result = fit(cells(rows, "metric"))
+    assert result.used == 27
+    (a, a_half), (b, b_half) = result.exponents["eps"], result.exponents["d"]
+    assert a == pytest.approx(-3.0, abs=0.01) and b == pytest.approx(-0.5, abs=0.01)  # balanced design: unbiased
+    single = fit(cells([r for r in rows if r.instance == 0], "metric"))
+    assert single.exponents["d"][1] < 1e-3 < b_half  # one instance: exact; three: their spread is in the interval
+
+
+def test_left_out_reports_the_largest_change_and_what_caused_it():
+    eps_grid, dims = (0.01, 0.005, 0.0025), (16, 32, 64, 128)
+    rows = [_row(0, round(10 * e**-3 * d**-1.0 * (8.0 if d == 128 else 1.0)), dim=d, eps=e, instance=k)
+            for d in dims for e in eps_grid for k in (0, 1)]  # fmt: skip   # d = 128 is 8× slow
+    result = fit(cells(rows, "metric"))
+    change, what = result.left_out["d"]
+    without = fit(cells([r for r in rows if r.dim != 128], "metric"))
+    assert what == "d = 128" and change == pytest.approx(abs(result.exponents["d"][0] - without.exponents["d"][0]))
+    assert without.exponents["d"][0] == pytest.approx(-1.0, abs=1e-3)  # the rest is exact
+    assert result.left_out["eps"][0] < 1e-3  # every subset has the same ε exponent
+
+
+def test_speedup_pools_instances():
+    rows = [_row(s, None, dim=d, regime="fixed", method=m, instance=k, half=(100 * d * (1 + k) if m == "RS" else 100))
+            for m in ("RS", "SA") for d in (16, 32, 64) for k in (0, 1, 2) for s in (0, 1)]  # fmt: skip
+    result = speedup(rows)
+    assert result.dims == (16, 32, 64) and result.ratio == pytest.approx((32.0, 64.0, 128.0))  # medians: k = 1
+    assert result.exponent[0] == pytest.approx(1.0) and result.exponent[1] > 0.1  # the instances' factor 1–3

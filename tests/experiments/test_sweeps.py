@@ -6,8 +6,13 @@ from flatref.experiments.sweeps import FULL, Grid, RunCache, cases, measure
 
 
 def test_grids_are_checked():
-    assert FULL.seeds >= 5 and len(FULL.network_dims) >= 4 and max(FULL.network_dims) >= 200
+    # issue 15: at least 3 instances per size, and ε over at least a factor 10 on the networks
+    assert FULL.instances >= 3 and max(FULL.network_eps) / min(FULL.network_eps) >= 10 * (1 - 1e-12)
+    assert FULL.seeds >= 2 and len(FULL.network_dims) >= 5 and max(FULL.network_dims) >= 200
     assert len(FULL.network_eps) >= 4 and len(FULL.example1_eps) >= 4
+    assert len({c.instance for c in cases(FULL) if c.problem == "network"}) == FULL.instances
+    with pytest.raises(ValueError, match="instances"):
+        Grid((16,), (0.01,), (0.1,), seeds=1, max_steps=10, instances=0)
     with pytest.raises(ValueError, match="multiples of 8"):
         Grid((20,), (0.01,), (0.1,), seeds=1, max_steps=10)
     with pytest.raises(ValueError, match="network_eps"):
