@@ -30,44 +30,97 @@ def test_readme_rates_rows_are_those_of_the_committed_table():
         assert row in table, f"README row not in figures/rates.md (rerun python -m flatref rates): {row}"
 
 
-def _table_rows(section_title):
-    """The rows of the markdown table under ``## section_title`` in figures/rates.md, as lists of cells."""
-    text = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8")
-    section = text.split(f"## {section_title}")[1].split("\n## ")[0]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith("| ") and line.split("|")[1].strip().isdigit()]  # fmt: skip
+FIGURES = README.parent / "figures"
 
 
-def _readme_number(value: str) -> str:
-    """A table's "-0.80 ± 0.11" as the README writes it: "−0.80 ± 0.11" (a true minus sign)."""
-    return value.replace("-", "−").replace("+", "")
+def _committed_rates():
+    """The committed runs of ``rates.csv`` and what :mod:`flatref.experiments.stats` fits to them."""
+    from flatref.experiments.stats import fits, speedup
+    from flatref.report.jobs import read_rates_csv
+
+    rows = read_rates_csv(FIGURES / "rates.csv")
+    return rows, fits(rows), speedup(rows)
 
 
-def test_readme_prose_numbers_are_those_of_the_committed_table():
-    text = " ".join(README.read_text(encoding="utf-8").split())
-    per_size = {int(row[0]): row[1:] for row in _table_rows("The flat event's ε exponent at each network size")}
-    rs_theory, sa_theory, rs_fixed, sa_fixed = per_size[16]
-    assert f"RS {_readme_number(rs_fixed)}, SA {_readme_number(sa_fixed)}" in text
-    assert f"{_readme_number(rs_theory)} for RS (bound −3) and {_readme_number(sa_theory)} for SA" in text
-    assert f"`−2 − {rs_fixed.split()[0][1:]}` and `−1 − {sa_fixed.split()[0][1:]}` here" in text
-    speedup = {int(row[0]): row for row in _table_rows("RS against SA at equal η′, ρ")}
-    assert f"`{speedup[16][4]}·d` at `d = 16` and `{speedup[256][4]}·d` at `d = 256`" in text
-    table = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8")
-    exponent = table.split("ratio ∝ d^(")[1].split(")")[0]
-    assert f"`d^({exponent.lstrip('+')})`" in text
+def test_rates_md_is_what_the_committed_csv_gives():
+    """figures/rates.md is the markdown of the fits of figures/rates.csv: no number in it is edited by hand."""
+    from flatref.experiments.sweeps import FULL
+    from flatref.report.tables import markdown
+
+    rows, fitted, ratio = _committed_rates()
+    assert markdown(FULL, rows, fitted, ratio) == (FIGURES / "rates.md").read_text(encoding="utf-8")
 
 
-def test_readme_noise_floor_is_the_median_of_the_committed_runs():
-    import csv
-    import statistics
+def test_every_committed_exponent_moves_less_than_its_interval_when_one_size_or_instance_is_left_out():
+    from flatref.experiments.stats import speedup
 
-    with open(README.parent / "figures" / "rates.csv") as handle:
-        chosen = ("network", "SA", "theory")
-        rows = [r for r in csv.DictReader(handle)
-                if (r["problem"], r["method"], r["regime"]) == chosen and r["steps_to_flat"] not in ("", "0")]
-    median = statistics.median(float(r["grad_norm_at_flat"]) / float(r["eps"]) for r in rows)
-    text = " ".join(README.read_text(encoding="utf-8").split())
-    assert f"the median `‖∇f(x_t)‖` is {median:.1f} ε for SA on the networks under the theorems' schedules" in text
+    rows, fitted, ratio = _committed_rates()
+    checked = 0
+    for f in fitted:
+        for name, (value, half) in f.exponents.items():
+            if half is None or f.left_out.get(name) is None:
+                continue
+            change, what = f.left_out[name]
+            assert change < half, f"{f.problem}, {f.regime}, {f.method}, {f.event}: leaving {what} out moves " \
+                                  f"the {name} exponent {value:+.2f} by {change:.2f}, more than its ±{half:.2f}"
+            checked += 1
+    assert checked >= 12
+    # the speed-up's d exponent, refitted without each size and each instance
+    network = [r for r in rows if r.problem == "network"]
+    subsets = [[r for r in network if r.dim != d] for d in ratio.dims]
+    subsets += [[r for r in network if r.instance != k] for k in {r.instance for r in network}]
+    for rest in subsets:
+        assert abs(speedup(rest).exponent[0] - ratio.exponent[0]) < ratio.exponent[1]
+
+
+def _rates_prose() -> str:
+    """The README's section on Table 1, without the table it copies (checked row by row above)."""
+    text = README.read_text(encoding="utf-8").split("## Table 1 in numbers")[1].split("\n## ")[0]
+    before, rest = text.split("<!-- rates:begin -->")
+    return " ".join((before + rest.split("<!-- rates:end -->")[1]).split())
+
+
+def test_every_number_in_the_readme_rates_section_is_in_rates_md():
+    """Each decimal (with its sign and ± interval), percentage and count of runs the README states about the
+    rates appears in figures/rates.md."""
+    table = (FIGURES / "rates.md").read_text(encoding="utf-8")
+    prose = _rates_prose()
+    numbers = re.findall(r"[−+]?\d+\.\d+(?: ± \d+\.\d+)?|\d+ %|\d+ / \d+", prose)
+    assert len(numbers) >= 30
+    missing = [n for n in numbers if n.replace("−", "-") not in table]
+    assert not missing, f"README numbers not in figures/rates.md (rerun python -m flatref rates): {missing}"
+
+
+def _signed(value) -> str:
+    """A fitted exponent as the README writes it: "−2.44 ± 0.10" (a true minus sign), "+0.35 ± 0.39"."""
+    from flatref.report.tables import format_exponent
+
+    return format_exponent(value).replace("-", "−")
+
+
+def test_readme_numbers_are_attached_to_the_right_fits():
+    rows, fitted, ratio = _committed_rates()
+    exponent = {(f.problem, f.regime, f.method, f.event): f.exponents for f in fitted}
+    prose = _rates_prose()
+    theory_rs, theory_sa = (exponent["network", "theory", m, "metric"] for m in ("RS", "SA"))
+    assert f"RS needs `ε^({_signed(theory_rs['eps'])})` and SA `ε^({_signed(theory_sa['eps'])})`" in prose
+    assert f"`{_signed(theory_rs['d'])}` for RS (Table 1: 0) and `{_signed(theory_sa['d'])}` for SA" in prose
+    fixed = [exponent["network", "fixed", m, "metric"]["eps"] for m in ("RS", "SA")]
+    assert f"`ε^({_signed(fixed[0])})` (RS) and `ε^({_signed(fixed[1])})` (SA)" in prose
+    half = {(r, m): _signed(exponent["network", r, m, "half"]["d"]) for r in ("theory", "fixed") for m in ("RS", "SA")}
+    assert (f"`d^({half['theory', 'RS']})` steps for RS and `d^({half['theory', 'SA']})` for SA under the theorems' "
+            f"schedules, and in `d^({half['fixed', 'RS']})` and `d^({half['fixed', 'SA']})` at equal") in prose
+    per_d = dict(zip(ratio.dims, ratio.ratio))
+    assert (f"`d^({_signed(ratio.exponent)})`: `{per_d[16] / 16:.2f}·d` at `d = 16` and `{per_d[256] / 256:.2f}·d` "
+            f"at `d = 256`") in prose
+    theory = [r for r in rows if r.problem == "network" and r.regime == "theory" and r.steps_to_metric]
+    runs = {m: sum(r.method == m for r in theory) for m in ("RS", "SA")}
+    stationary = {m: sum(r.grad_norm_at_metric <= r.eps for r in theory if r.method == m) for m in ("RS", "SA")}
+    flat = {m: sum(bool(r.definition3) for r in theory if r.method == m) for m in ("RS", "SA")}
+    assert (f"held in {100 * stationary['RS'] / runs['RS']:.0f} % of RS's network runs and "
+            f"{100 * stationary['SA'] / runs['SA']:.0f} % of SA's") in prose
+    assert flat["RS"] == flat["SA"] and runs["RS"] == runs["SA"]
+    assert f"{flat['RS']} / {runs['RS']} ({100 * flat['RS'] / runs['RS']:.0f} %) of the runs of each method" in prose
 
 
 #: The README's labels of the digits runs, keyed as in figures/digits.csv (method, batch_size).

@@ -3,8 +3,10 @@
 Exponents of ``steps ∝ εᵃ dᵇ`` are fitted by least squares on the logs of the cells'
 medians (:func:`fit`), with Student-t 95 % intervals; a run that never reached an event
 counts as ``∞``, so a median is finite only when more than half the seeds reached it.
-A cell is one problem instance at one ``(d, ε)``: the fit pools the instances, so their
-spread enters the residuals and the intervals. Cells of the metric event whose start lies
+A cell is one problem instance at one ``(d, ε)``. The ``ε`` exponent is fitted within
+instances with an interval clustered by instance, the ``d`` exponent across the instances'
+levels (:func:`panel_power_law`), so the spread between instances is in both intervals.
+Cells of the metric event whose start lies
 within :data:`NEAR` times the threshold ``√ε`` are set aside: their step counts measure the
 last stretch of a passage, not its rate. :func:`fit` also refits with each size and each
 instance left out (:attr:`Fit.left_out`), the check that no one of them drives an exponent.
@@ -168,16 +170,74 @@ def power_law(columns: dict, y) -> dict:
     return {name: (float(c), float(h)) for name, c, h in zip(columns, coef[1:], half[1:])}
 
 
-def _fitted(used: list[Cell]) -> tuple[dict, dict]:
-    """The power law over ``used`` and its columns; ``({}, columns)`` when it cannot be fitted."""
-    columns = {}
-    for name, values in (("eps", [c.eps for c in used]), ("d", [c.dim for c in used])):
-        if None not in values and len(set(values)) > 1:
-            columns[name] = values
+def panel_power_law(used: list[Cell], values=None) -> dict:
+    """``steps ∝ εᵃ dᵇ`` over cells from several instances: ``{name: (exponent, 95% half-width)}``.
+
+    The model is ``log steps = c_k + a log ε + noise`` for instance ``k``, with
+    ``c_k = c + b log d_k + u_k``: each instance has its own level, and instances differ.
+
+    - ``a`` is fitted within instances (each instance's means of ``log ε`` and ``log steps``
+      removed). Its interval is clustered by instance (CR1 sandwich, Student t with ``G − 1``
+      degrees of freedom over the ``G`` instances whose ``ε`` varies), so it covers slopes that
+      differ from instance to instance; with one such instance, the residual interval.
+    - ``b`` is fitted across instances: each instance's level ``mean(log steps − a log ε)``
+      against ``log d`` (:func:`power_law`), so the spread between instances is its residual.
+
+    A name is left out where its variable does not vary (no ``ε`` within any instance, one
+    ``d``); ``values`` replaces the cells' medians (e.g. ``1/(η′ρ²)``).
+
+    Examples:
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
+        >>> rows = [row(0, e, round(k * 1e-2 * e**-2 * d), dim=d, instance=k)
+        ...         for d in (16, 32, 64) for k in (1, 2, 3) for e in (0.1, 0.05, 0.025)]
+        >>> fitted = panel_power_law(cells(rows, "metric"))   # instances differ by the factor k
+        >>> round(fitted["eps"][0], 2), round(fitted["d"][0], 2), fitted["d"][1] > 0.1   # their spread widens b's interval
+        (-2.0, 1.0, True)
+    """
+    keys = sorted({(c.dim, c.instance) for c in used})
+    group = np.array([keys.index((c.dim, c.instance)) for c in used])
+    y = np.log(np.array([c.median for c in used] if values is None else values, dtype=float))
+    eps = [c.eps for c in used]
+    out, a, log_eps = {}, 0.0, np.zeros_like(y)
+    if None not in eps:
+        log_eps = np.log(np.array(eps, dtype=float))
+        x, z = _demeaned(log_eps, group), _demeaned(y, group)
+        if x @ x > 1e-12 * len(x):
+            a = float(x @ z / (x @ x))
+            out["eps"] = (a, _within_half_width(x, z - a * x, group, len(keys)))
+    level = np.array([np.mean(y[group == k] - a * log_eps[group == k]) for k in range(len(keys))])
+    dims = [d for d, _ in keys]
+    if len(set(dims)) > 1:
+        out["d"] = power_law({"d": dims}, np.exp(level))["d"]
+    return out
+
+
+def _demeaned(v, group):
+    """``v`` minus its mean over each group."""
+    means = np.bincount(group, weights=v) / np.bincount(group)
+    return v - means[group]
+
+
+def _within_half_width(x, residual, group, n_groups):
+    """The 95% half-width of the within slope: clustered by group where two or more groups vary in
+    ``x``, else from the residuals (``None`` without residual degrees of freedom)."""
+    varying = [k for k in range(n_groups) if np.any(x[group == k] != 0)]
+    if len(varying) >= 2:
+        scores = np.array([x[group == k] @ residual[group == k] for k in varying])
+        variance = len(varying) / (len(varying) - 1) * (scores @ scores) / (x @ x) ** 2
+        return float(stats.t.ppf(0.975, len(varying) - 1) * math.sqrt(variance))
+    dof = len(x) - n_groups - 1
+    if dof <= 0:
+        return None
+    return float(stats.t.ppf(0.975, dof) * math.sqrt(residual @ residual / dof / (x @ x)))
+
+
+def _fitted(used: list[Cell]) -> dict:
+    """:func:`panel_power_law` over ``used``; ``{}`` when nothing can be fitted (too few cells)."""
     try:
-        return power_law(columns, [c.median for c in used]), columns
-    except ValueError:  # too few cells, or ε and d collinear over them: the table shows "—"
-        return {}, columns
+        return panel_power_law(used) if used else {}
+    except ValueError:  # too few instances for b: the table shows "—"
+        return {}
 
 
 def _left_out(used: list[Cell], exponents: dict) -> dict:
@@ -189,7 +249,7 @@ def _left_out(used: list[Cell], exponents: dict) -> dict:
     out = {}
     for name, (value, _) in exponents.items():
         changes = [(abs(refit[name][0] - value), what) for what, rest in subsets
-                   if name in (refit := _fitted(rest)[0])]  # fmt: skip
+                   if name in (refit := _fitted(rest))]  # fmt: skip
         out[name] = max(changes) if changes else None
     return out
 
@@ -210,10 +270,10 @@ def fit(group: list[Cell]) -> Fit:
     near = [c for c in group if c.near and c.median > 0]
     censored = [c for c in group if c.median == math.inf and not c.near]
     used = [c for c in group if 0 < c.median < math.inf and not c.near]
-    exponents, columns = _fitted(used)
+    exponents = _fitted(used)
     leading = None
-    if exponents and "eps" in columns:
-        leading = power_law(columns, [1.0 / (c.eta_prime * c.rho**2) for c in used])["eps"][0]
+    if "eps" in exponents:
+        leading = panel_power_law(used, [1.0 / (c.eta_prime * c.rho**2) for c in used])["eps"][0]
     table1 = None
     if first.regime == "theory" and first.event == "metric" and used:
         branches = {table1_exponents(first.method, c.eps, c.dim) for c in used}

@@ -262,7 +262,7 @@ def rates_figure(grid: Grid, rows: list, ratio):
         plot(ax_d, select(half, "network", "fixed", method), color, method, x="dim")
 
     ax_ex1.set_title("(a) Example 1 (d = 2), theorems' schedules")
-    ax_net.set_title("(b) diagonal network, theorems' schedules: steps until metric ≤ √ε (open: start near √ε)")
+    ax_net.set_title("(b) network, theorems' schedules: metric ≤ √ε (open: start within 2√ε)")
     ax_d.set_title(f"(c) network, equal η′, ρ = {FIXED['network']}: steps to halve the trace gap")
     for ax in (ax_ex1, ax_net):
         ax.set(xscale="log", yscale="log", xlabel="ε", ylabel="steps (median; bars: min–max over runs)")

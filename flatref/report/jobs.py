@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..experiments import collapse, recipes
 from ..experiments.stats import Speedup, fits, speedup
-from ..experiments.sweeps import COLUMNS, FULL, QUICK, Grid, cases, measure
+from ..experiments.sweeps import COLUMNS, FULL, QUICK, Grid, Row, cases, measure
 from .figures import batch_figure, example1_figure, limit_flow_figure, network_figure, rates_figure, sensing_figure
 from .files import csv_value, write_figure
 from .progress import SweepProgress, log
@@ -74,6 +75,37 @@ def rates(out_dir="figures", *, quick: bool = False, jobs: int | None = None, ca
 def csv_rows(rows) -> list[list[str]]:
     """The cells of ``rates.csv``: one list per :class:`~flatref.experiments.sweeps.Row`, in :data:`COLUMNS` order."""
     return [[csv_value(getattr(row, c)) for c in COLUMNS] for row in rows]
+
+
+_INTEGERS = {"dim", "instance", "seed", "steps_to_metric", "finish_steps", "steps_to_half", "steps_run", "max_steps"}
+_STRINGS = {"problem", "regime", "method", "status"}
+
+
+def read_rates_csv(path) -> list[Row]:
+    """The :class:`~flatref.experiments.sweeps.Row` s of a ``rates.csv`` (floats to its six digits), to refit without rerunning.
+
+    Examples:
+        >>> import tempfile
+        >>> from flatref.experiments.stats import _example_row
+        >>> from .files import write_csv
+        >>> row = _example_row(0, 0.01, 120, half=40)
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = write_csv(Path(directory) / "rates.csv", COLUMNS, csv_rows([row]))
+        ...     read_rates_csv(path) == [row]
+        True
+    """
+
+    def value(name, text):
+        if text == "":
+            return None
+        if name in _STRINGS:
+            return text
+        if name == "definition3":
+            return {"True": True, "False": False}[text]
+        return int(text) if name in _INTEGERS else float(text)
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [Row(**{name: value(name, row[name]) for name in COLUMNS}) for row in csv.DictReader(handle)]
 
 
 def _describe(case) -> str:

@@ -53,15 +53,17 @@ def test_cells_count_unreached_runs_as_infinite_and_fit_sets_them_aside():
 
 
 def test_instances_pool_into_the_fit_and_widen_its_interval():
-    """Each instance is its own cell; a spread between instances shows in the interval, not in the estimate."""
+    """Each instance is its own cell; a spread between instances' levels shows in the d interval, not in the
+    estimates, and leaves the within-instance ε slope exact."""
     eps_grid, dims = (0.01, 0.005, 0.0025), (16, 32, 64)
     scale = {0: 1.0, 1: 1.3, 2: 0.8}  # instance-to-instance factors on the steps
-    rows = [_row(0, round(scale[k] * 1e-3 * e**-3 * d**-0.5), dim=d, eps=e, instance=k)
+    rows = [_row(0, round(scale[k] * 10 * e**-3 * d**-0.5), dim=d, eps=e, instance=k)
             for d in dims for e in eps_grid for k in scale]  # fmt: skip
     result = fit(cells(rows, "metric"))
     assert result.used == 27
     (a, a_half), (b, b_half) = result.exponents["eps"], result.exponents["d"]
-    assert a == pytest.approx(-3.0, abs=0.01) and b == pytest.approx(-0.5, abs=0.01)  # balanced design: unbiased
+    assert a == pytest.approx(-3.0, abs=1e-4) and a_half < 1e-3  # the same ε slope in every instance
+    assert b == pytest.approx(-0.5, abs=0.01)  # balanced design: the instance factors average out
     single = fit(cells([r for r in rows if r.instance == 0], "metric"))
     assert single.exponents["d"][1] < 1e-3 < b_half  # one instance: exact; three: their spread is in the interval
 
@@ -84,3 +86,14 @@ def test_speedup_pools_instances():
     result = speedup(rows)
     assert result.dims == (16, 32, 64) and result.ratio == pytest.approx((32.0, 64.0, 128.0))  # medians: k = 1
     assert result.exponent[0] == pytest.approx(1.0) and result.exponent[1] > 0.1  # the instances' factor 1–3
+
+
+def test_the_eps_interval_is_clustered_by_instance_and_covers_slopes_that_differ():
+    """Instances whose ε slopes differ (−3 ± 0.2): the pooled slope is their mean, and its interval, clustered by
+    instance, is of the order of their spread; residuals within an instance alone would give an interval of ~0."""
+    slope = {0: -2.8, 1: -3.0, 2: -3.2}
+    rows = [_row(0, round(10 * e ** slope[k] * d**-0.5), dim=d, eps=e, instance=k)
+            for d in (16, 32, 64) for e in (0.01, 0.005, 0.0025) for k in slope]  # fmt: skip
+    (a, half) = fit(cells(rows, "metric")).exponents["eps"]
+    assert a == pytest.approx(-3.0, abs=1e-3)
+    assert 0.05 < half < 0.5  # t(8) · s.e. of a mean of nine slopes from {−2.8, −3, −3.2}: 2.31 · 0.058 ≈ 0.13
