@@ -54,17 +54,11 @@ def test_rates_md_is_what_the_committed_csv_gives():
 def test_every_committed_exponent_moves_less_than_its_interval_when_one_size_or_instance_is_left_out():
     from flatref.experiments.stats import speedup
 
-    from collections import defaultdict
-
-    from flatref.experiments.stats import cells, fit
+    from flatref.experiments.stats import per_size_fits
 
     rows, fitted, ratio = _committed_rates()
-    per_size = defaultdict(list)  # rates.md's per-size table: the metric event at one d, instances pooled
-    for cell in cells(rows, "metric"):
-        if cell.problem == "network":
-            per_size[cell.dim, cell.regime, cell.method].append(cell)
     checked = 0
-    for f in fitted + [fit(group) for group in per_size.values()]:
+    for f in fitted + list(per_size_fits(rows).values()):  # the main table and the per-size one
         for name, (value, half) in f.exponents.items():
             if half is None or f.left_out.get(name) is None:
                 continue

@@ -43,6 +43,17 @@ def rs_mean_perturbation(problem, x, rho):
     return design_mean(lambda u: proj_out(g, problem.grad(x + rho * u)), problem.dim)
 
 
+def sa_mean_perturbation(problem, x_star, rho):
+    """``E_{i,σ} v_SA`` at ``x* ∈ X*``: Algorithm 2's kick averaged exactly over every sample and both signs."""
+    mean = np.zeros(problem.dim)
+    for i in range(problem.n_samples):
+        u = problem.output_jacobian(x_star, [i])[0]
+        u /= np.linalg.norm(u)
+        for sigma in (1.0, -1.0):
+            mean += proj_out(problem.grad(x_star), problem.sample_grad(x_star + rho * sigma * u, [i]))
+    return mean / (2 * problem.n_samples)
+
+
 # ------------------------------------------------------------------- eq. (16)
 @given(problem_and_point())
 def test_eq16_the_design_average_of_the_third_derivative_is_grad_tr_bar(pp):
@@ -120,18 +131,11 @@ def test_lemma1_fails_when_v_is_not_orthogonal():
 def test_lemma4_sa_moves_d_times_faster_along_the_minima_set(problem):
     # At x* ∈ X*: E_{i,σ} v_SA over all samples and both signs (an exact finite sum),
     # and E v_RS over the {±e_i} design; both exact for these quartic losses.
-    x_star = problem.random_minimum(0)
-    rho = 0.1
-    mean_sa = np.zeros(problem.dim)
-    for i in range(problem.n_samples):
-        u = problem.output_jacobian(x_star, [i])[0]
-        u /= np.linalg.norm(u)
-        for sigma in (1.0, -1.0):
-            mean_sa += proj_out(problem.grad(x_star), problem.sample_grad(x_star + rho * sigma * u, [i]))
-    mean_sa /= 2 * problem.n_samples
     from flatref import project_tangent
 
-    tangent_sa = project_tangent(problem, x_star, mean_sa)
+    x_star = problem.random_minimum(0)
+    rho = 0.1
+    tangent_sa = project_tangent(problem, x_star, sa_mean_perturbation(problem, x_star, rho))
     tangent_rs = project_tangent(problem, x_star, rs_mean_perturbation(problem, x_star, rho))
     assert np.linalg.norm(tangent_rs) > 1e-6  # the comparison is not 0 = 0
     np.testing.assert_allclose(tangent_sa, problem.dim * tangent_rs, atol=1e-8 * np.linalg.norm(tangent_sa))
@@ -199,17 +203,6 @@ def test_table1_bounds_and_their_ratio():
     assert small_d["SA"] == pytest.approx(1e4 / 0.08 * 16 / 2)
     with pytest.raises(ValueError, match="eps must be positive"):
         table1_iterations(0.0, 0.5, 3)
-
-
-def sa_mean_perturbation(problem, x_star, rho):
-    """``E_{i,σ} v_SA`` at ``x* ∈ X*``: Algorithm 2's kick averaged exactly over every sample and both signs."""
-    mean = np.zeros(problem.dim)
-    for i in range(problem.n_samples):
-        u = problem.output_jacobian(x_star, [i])[0]
-        u /= np.linalg.norm(u)
-        for sigma in (1.0, -1.0):
-            mean += proj_out(problem.grad(x_star), problem.sample_grad(x_star + rho * sigma * u, [i]))
-    return mean / (2 * problem.n_samples)
 
 
 def lemma4_rate(eps, dim, delta):

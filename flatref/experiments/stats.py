@@ -298,6 +298,23 @@ def fits(rows: list[Row]) -> list[Fit]:
     return [fit(groups[key]) for key in sorted(groups, key=lambda k: (*k[:3], EVENTS.index(k[3])))]
 
 
+def per_size_fits(rows: list[Row], problem: str = "network") -> dict:
+    """The metric event fitted at one size at a time (its instances pooled, no ``d`` term):
+    ``{(d, regime, method): Fit}``.
+
+    Examples:
+        >>> row = _example_row                    # a network run with η′ = 10ε, ρ = 2√ε
+        >>> rows = [row(0, e, round(e**-2 * d), dim=d) for d in (16, 32) for e in (0.1, 0.05, 0.025)]
+        >>> {key: round(f.exponents["eps"][0], 6) for key, f in per_size_fits(rows).items()}
+        {(16, 'theory', 'RS'): -2.0, (32, 'theory', 'RS'): -2.0}
+    """
+    groups = defaultdict(list)
+    for cell in cells(rows, "metric"):
+        if cell.problem == problem:
+            groups[cell.dim, cell.regime, cell.method].append(cell)
+    return {key: fit(groups[key]) for key in sorted(groups)}
+
+
 @dataclass(frozen=True)
 class Speedup:
     """RS's median steps to halve the trace gap over SA's, per ``d``, at equal ``η′, ρ`` (fixed regime).

@@ -7,7 +7,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from ..experiments.stats import NEAR, Fit, Speedup, cells, fit
+from ..experiments.stats import NEAR, Fit, Speedup, per_size_fits
 from ..experiments.sweeps import CONSTANTS, DELTA, FIXED, GATE, Grid
 
 
@@ -107,13 +107,10 @@ def _fit_row(f: Fit) -> str:
 
 
 def _per_size(rows: list) -> list[str]:
-    """The ε exponent of the metric event fitted at each network size alone (instances pooled, no ``d``
-    term); "—" where fewer than 3 cells were fitted (no confidence interval)."""
+    """The ε exponent of the metric event fitted at each network size alone (within its instances, no
+    ``d`` term); "—" where fewer than 3 cells were fitted (no confidence interval)."""
     columns = [(regime, method) for regime in ("theory", "fixed") for method in ("RS", "SA")]
-    groups = defaultdict(list)
-    for cell in cells(rows, "metric"):
-        if cell.problem == "network":
-            groups[cell.dim, cell.regime, cell.method].append(cell)
+    fitted = per_size_fits(rows)
     lines = [
         "## The metric event's ε exponent at each network size",
         "",
@@ -122,10 +119,10 @@ def _per_size(rows: list) -> list[str]:
         "| d | " + " | ".join(f"{method}, {_PARAMETERS[regime]}" for regime, method in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for d in sorted({d for d, _, _ in groups}):
-        fitted = [fit(groups[d, r, m]).exponents.get("eps") if (d, r, m) in groups else None for r, m in columns]
-        fitted = [e if e is not None and e[1] is not None else None for e in fitted]
-        lines.append(f"| {d} | " + " | ".join(format_exponent(e) for e in fitted) + " |")
+    for d in sorted({d for d, _, _ in fitted}):
+        values = [fitted[d, r, m].exponents.get("eps") if (d, r, m) in fitted else None for r, m in columns]
+        values = [e if e is not None and e[1] is not None else None for e in values]
+        lines.append(f"| {d} | " + " | ".join(format_exponent(e) for e in values) + " |")
     return lines
 
 
