@@ -37,7 +37,7 @@ from scipy.integrate import OdeSolver, solve_ivp
 from ._validation import as_columns, as_int, as_positive, as_vector, bounded_norm, check_problem
 from .errors import ConvergenceError, LimitMapError, NonFiniteError
 from .geometry import project_tangent
-from .problems import Problem
+from .problems import Problem, TrainingLoss
 from .problems.base import DENSE_MAX_DIM
 from .spectrum import extreme_eigenvalues
 from .status import Status, describe
@@ -170,6 +170,7 @@ def limit_map(
     atol: float = 1e-12,
     method: str = "DOP853",
     stiff_method: str | None = "BDF",
+    exponential: bool | None = None,
     finish: bool = True,
     finish_radius: float = 1e-5,
     finish_max_iter: int = 8,
@@ -246,9 +247,14 @@ def limit_map(
         'saddle'
     """
     x0 = as_vector(x, check_problem(problem).dim)
+    if exponential is None:
+        exponential = isinstance(problem, TrainingLoss) and problem.dim >= EXPONENTIAL_MIN_DIM
+    if not isinstance(exponential, bool):
+        raise TypeError(f"exponential must be True, False or None, got {type(exponential).__name__}")
     flow = _Flow.checked(problem, method, stiff_method, rtol=rtol, atol=atol, max_time=max_time,
                          max_grad_evals=max_grad_evals, stall_evals=stall_evals,
-                         max_norm=as_positive(blowup, "blowup") * (1.0 + bounded_norm(x0, "x")))  # fmt: skip
+                         max_norm=as_positive(blowup, "blowup") * (1.0 + bounded_norm(x0, "x")),
+                         exponential=exponential)  # fmt: skip
     stages = (as_positive(gtol, "gtol"), gtol * as_positive(refine, "refine"))
     finish_radius = as_positive(finish_radius, "finish_radius")
     finish_max_iter = as_int(finish_max_iter, "finish_max_iter", minimum=1)
@@ -359,15 +365,18 @@ class _Flow:
     n_hess: int = 0
     stalled: bool = False
     note: str = ""
+    exponential: bool = False
+    next_step: float | None = None
 
     @classmethod
-    def checked(cls, problem, method, stiff_method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm):
+    def checked(cls, problem, method, stiff_method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm,
+                exponential=False):  # fmt: skip
         """A flow with its options checked (each ``ValueError``/``TypeError`` names the argument)."""
         return cls(
             problem, _GradientCache(problem), _ivp_method(method), _stiff_method(stiff_method), _rtol(rtol),
             as_positive(atol, "atol"), as_positive(max_time, "max_time"),
             as_int(max_grad_evals, "max_grad_evals", minimum=1), as_int(stall_evals, "stall_evals", minimum=1),
-            max_norm,
+            max_norm, exponential=exponential,
         )  # fmt: skip
 
     def result(self, z, status, detail, t, step, lam_min=None) -> LimitPoint:
@@ -381,7 +390,12 @@ class _Flow:
     def run(self, z, t0, threshold):
         """Returns ``(z, t, status, detail)``; ``status`` is ``None`` when the threshold was reached
         or the flow stalled (then ``self.stalled``). An explicit method that blows up, fails or
-        stalls hands the stage to ``stiff_method`` from its last accepted step."""
+        stalls hands the stage to ``stiff_method`` from its last accepted step. With ``exponential``, the stage is
+        first run by :meth:`_exponential_stage`; only where that fails does solve_ivp run it, from ``z``."""
+        if self.exponential:
+            done = self._exponential_stage(z, t0, threshold)
+            if done is not None:
+                return done
         result = self._stage(z, t0, threshold, self.method)
         stalled, failed = self.stalled, result[2] is Status.DIVERGED and not self.escaped
         if not ((stalled or failed) and self._can_switch()):
@@ -394,6 +408,35 @@ class _Flow:
                     f"continued with {self.stiff_method})"  # fmt: skip
         self.method = self.stiff_method
         return retry
+
+    def _exponential_stage(self, z, t0, threshold):
+        """The stage by ETDRK4 with ``L`` the Gauss–Newton Hessian at the current point (:func:`linear_part`), rebuilt
+        every :data:`REBUILD_STEPS` steps (docs/theory.md §6.1): ``(z, t, None, "")`` at ``‖∇f‖ ≤ threshold``, or
+        ``None`` where it fails (no ``L``, a non-finite value, a limit, more than :data:`MAX_STAGE_STEPS` steps)."""
+        self.stalled, self.escaped, t, steps = False, False, t0, 0
+        try:
+            while np.linalg.norm(self.grad(z)) > threshold:
+                left = (self.max_time - t, self.max_grad_evals - self.grad.n_grad)
+                if steps >= MAX_STAGE_STEPS or left[0] <= 0 or left[1] < 12:
+                    return None
+                linear = linear_part(self.problem, z)
+                self.n_hess += 1
+                if linear is None:
+                    return None
+                centre = z - linear.basis @ ((linear.basis.T @ self.grad(z)) / linear.eigenvalues)  # z − L⁺∇f(z)
+                linear = linear_part(self.problem, centre)
+                self.n_hess += 1
+                if linear is None:
+                    return None
+                stepper = _ETDRK4(self.problem, linear, centre, EXPONENTIAL_TOL * self.rtol,
+                                  EXPONENTIAL_TOL * self.atol, grad=self.grad)  # fmt: skip
+                end = stepper.run(z, self.next_step, threshold, REBUILD_STEPS, *left, self.max_norm)
+                z, t, steps, self.next_step = end.x, t + end.time, steps + end.steps, end.next_step
+                if not (end.success or end.reason == f"{REBUILD_STEPS} steps"):
+                    return None
+        except _Blowup:
+            return None
+        return z, t, None, ""
 
     def _can_switch(self) -> bool:
         return (self.stiff_method is not None and self.method not in _IMPLICIT
@@ -473,6 +516,262 @@ class _Flow:
 
         event.terminal = True
         return event
+
+
+# ------------------------------------------------------------- the exponential flow near X*
+#: ``limit_map(exponential=None)`` runs the exponential stage for training losses of at least this dimension.
+EXPONENTIAL_MIN_DIM = 1000
+#: limit_map's exponential stage rebuilds ``L`` at its current point after this many steps.
+REBUILD_STEPS = 8
+#: ... and gives the stage to solve_ivp after this many steps in all.
+MAX_STAGE_STEPS = 400
+#: The exponential stage's tolerances are ``EXPONENTIAL_TOL`` times limit_map's ``rtol`` and ``atol``: its step is
+#: Richardson-extrapolated, an order above the estimate its controller uses (docs/theory.md §6.1).
+EXPONENTIAL_TOL = 10.0
+
+#: The steps :func:`exponential_flow` may take with a freshly built ``L`` (then the point is computed cold);
+#: with an older ``L``, twice the steps the first flow with it took (at least 20), before it is rebuilt.
+MAX_EXPONENTIAL_STEPS = 200
+
+
+@dataclass(frozen=True)
+class LinearPart:
+    """A symmetric ``L = V diag(λ) Vᵀ ≈ ∇²f`` near a minimum (see :func:`linear_part`).
+
+    Attributes:
+        anchor: the point of ``X*`` where it was built.
+        basis: ``V``, ``d × r`` with orthonormal columns (to rounding).
+        eigenvalues: ``λ``, length ``r``.
+    """
+
+    anchor: np.ndarray = field(repr=False)
+    basis: np.ndarray = field(repr=False)
+    eigenvalues: np.ndarray
+
+
+def linear_part(problem: Problem, anchor) -> LinearPart | None:
+    """``L = ∇²f(anchor)`` on its range, as ``V diag(λ) Vᵀ`` with orthonormal ``V``; ``None`` where not available.
+
+    For a training loss at a minimum ``∇²f = (1/n) Jᵀ diag(ℓ″) J = BBᵀ`` with ``B = Jᵀ diag(√(ℓ″/n))``
+    (eq. (31)): a thin QR factorization ``B = QR`` and the eigenvectors ``W`` of the small ``RRᵀ`` give
+    ``V = QW`` (``O(n²d)``, no ``d × d`` matrix). Otherwise, for ``d ≤ DENSE_MAX_DIM``, the eigenvectors of
+    the dense Hessian with eigenvalues above ``1e-12 λ_max``. ``None`` for other problems, or where ``ℓ″ ≤ 0``
+    or a value is not finite. ``V`` is orthonormal to rounding, so ``e^{−hL} = I + V(e^{−hλ} − 1)Vᵀ`` is the
+    exponential of exactly this ``L``.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> part = linear_part(Example1(), [1.0, 1.0])   # ∇²f = 2 (1, 1)(1, 1)ᵀ: λ = 4 along (1, 1)/√2
+        >>> part.eigenvalues.round(12).tolist(), abs(part.basis).round(6).ravel().tolist()
+        ([4.0], [0.707107, 0.707107])
+    """
+    check_problem(problem)
+    anchor = as_vector(anchor, problem.dim, "anchor")
+    with np.errstate(all="ignore"):
+        if isinstance(problem, TrainingLoss):
+            basis, lam = _gauss_newton_part(problem, anchor)
+        elif problem.dim <= DENSE_MAX_DIM:
+            lam, basis = np.linalg.eigh(problem.unchecked.hess(anchor))
+        else:
+            return None
+    if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(basis))) or lam.size == 0 or lam[-1] <= 0:
+        return None
+    keep = lam > 1e-12 * lam[-1]
+    return LinearPart(anchor, np.ascontiguousarray(basis[:, keep]), lam[keep])
+
+
+def _gauss_newton_part(problem, anchor):
+    """``(V, λ)`` of ``(1/n) Jᵀ diag(ℓ″) J`` at ``anchor``, ascending; ``λ`` empty where some ``ℓ″ ≤ 0``."""
+    fast = problem.unchecked
+    curvature = problem.loss.d2(fast.outputs(anchor), problem.y.reshape(-1)) / problem.n_samples
+    if not np.all(curvature > 0):
+        return np.zeros((problem.dim, 0)), np.zeros(0)
+    Q, R = np.linalg.qr(fast.output_jacobian(anchor).reshape(-1, problem.dim).T * np.sqrt(curvature))
+    lam, W = np.linalg.eigh(R @ R.T)
+    return Q @ W, lam
+
+
+@dataclass(frozen=True)
+class ExponentialFlow:
+    """The end of :func:`exponential_flow`.
+
+    Attributes:
+        x: the last point reached (``‖∇f(x)‖ ≤ gtol`` when ``success``).
+        success: whether ``‖∇f‖ ≤ gtol`` was reached within the limits.
+        reason: why the flow stopped.
+        time: the flow time integrated.
+        steps: accepted steps.
+        n_grad: gradient evaluations (four per attempted step, one at the end).
+        first_step: the first accepted step size (a good first step for a neighbouring flow).
+        next_step: the step size the controller would try next (to continue the same flow).
+    """
+
+    x: np.ndarray = field(repr=False)
+    success: bool
+    reason: str
+    time: float
+    steps: int
+    n_grad: int
+    first_step: float | None
+    next_step: float | None = None
+
+
+def exponential_flow(problem: Problem, x, linear: LinearPart, *, anchor=None, gtol: float = 1e-6,
+                     rtol: float = 1e-9, atol: float = 1e-12, first_step: float | None = None,
+                     max_steps: int = MAX_EXPONENTIAL_STEPS, max_time: float = 1e8, max_grad_evals: int = 200_000,
+                     blowup: float = 1e6) -> ExponentialFlow:  # fmt: skip
+    """The gradient flow ``ẋ = −∇f(x)`` from ``x`` until ``‖∇f‖ ≤ gtol``, with the linear part taken exactly.
+
+    With ``c`` the anchor (a point of ``X*``, by default ``linear.anchor``) and ``u = x − c``, the flow is
+    ``u̇ = −Lu − N(u)`` with ``N(u) = ∇f(c + u) − Lu``; this is exact for any symmetric ``L``. Near ``X*`` the
+    stiffness is in ``L`` (the normal rates ``λ``), and ``N`` is small (``O(‖u‖²)`` when ``L = ∇²f(c)``) with a
+    small Jacobian. Each step is Cox and Matthews' exponential Runge–Kutta method of order 4 (ETDRK4,
+    J. Comput. Phys. 176, 2002) with ``e^{−hL}`` and ``φ_k(−hL)`` applied through ``V`` (``O(rd)`` per product):
+
+    ``a = e^{−hL/2}u + (h/2)φ₁(−hL/2)F(u)``, ``b = e^{−hL/2}u + (h/2)φ₁(−hL/2)F(a)``,
+    ``c = e^{−hL/2}a + (h/2)φ₁(−hL/2)(2F(b) − F(u))``,
+    ``u⁺ = e^{−hL}u + h[(φ₁ − 3φ₂ + 4φ₃)F(u) + (2φ₂ − 4φ₃)(F(a) + F(b)) + (4φ₃ − φ₂)F(c)]``,
+
+    with ``F = −N`` and ``φ_k`` at ``−hL``. Replacing ``F(a) + F(b)`` by ``2F(b)`` gives a second-order method;
+    the difference ``h(2φ₂ − 4φ₃)(F(a) − F(b))`` is the error estimate, held below ``atol + rtol·|x|`` in
+    root mean square as by :func:`scipy.integrate.solve_ivp` (local extrapolation: the step kept is the
+    fourth-order one). The limits are those of :func:`~flatref.flow.limit_map`: flow time, gradient
+    evaluations, ``‖x‖ > blowup · (1 + ‖x(0)‖)``, and ``max_steps``.
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> problem = Example1()
+        >>> flow = exponential_flow(problem, [2.0, 0.6], linear_part(problem, [2.0, 0.5]))
+        >>> flow.success, bool(np.linalg.norm(problem.grad(flow.x)) <= 1e-6)
+        (True, True)
+        >>> x = problem.project_to_minima(flow.x)          # x1² − x2² = 3.64 is conserved along the flow
+        >>> round(float(x[0] ** 2 - x[1] ** 2), 8), bool(np.allclose(x, problem.exact_limit([2.0, 0.6]), atol=1e-10))
+        (3.64, True)
+    """
+    check_problem(problem)
+    x = as_vector(x, problem.dim)
+    centre = linear.anchor if anchor is None else as_vector(anchor, problem.dim, "anchor")
+    stepper = _ETDRK4(problem, linear, centre, as_positive(rtol, "rtol"), as_positive(atol, "atol"))
+    limits = (as_positive(gtol, "gtol"), as_int(max_steps, "max_steps", minimum=1), as_positive(max_time, "max_time"),
+              as_int(max_grad_evals, "max_grad_evals", minimum=1),
+              as_positive(blowup, "blowup") * (1.0 + float(np.linalg.norm(x))))  # fmt: skip
+    with np.errstate(all="ignore"):
+        return stepper.run(x, first_step, *limits)
+
+
+def _phi(z):
+    """``(e^z, φ₁(z), φ₂(z), φ₃(z))`` elementwise for ``z ≤ 0``: ``φ_k(z) = (φ_{k−1}(z) − 1/(k−1)!)/z`` for
+    ``|z| ≥ 1`` (little cancellation there), the Taylor series ``Σ_j z^j/(j + k)!`` (20 terms, error below
+    ``1e-18``) for ``|z| < 1``."""
+    z = np.asarray(z, dtype=float)
+    small = np.abs(z) < 1.0
+    out = [np.exp(z)]
+    zs = np.where(small, 1.0, z)
+    series = np.vander(np.where(small, z, 0.0), 20, increasing=True) @ _SERIES  # (r, 3): φ₁, φ₂, φ₃ near 0
+    for k in range(1, 4):
+        out.append(np.where(small, series[:, k - 1], (out[-1] - 1.0 / _FACTORIALS[k - 1]) / zs))
+    return out
+
+
+_FACTORIALS = np.cumprod(np.concatenate([[1.0], np.arange(1.0, 25.0)]))
+#: ``1/(j + k)!`` for ``j < 20`` (rows) and ``k = 1, 2, 3`` (columns).
+_SERIES = 1.0 / _FACTORIALS[np.arange(20)[:, None] + np.arange(1, 4)]
+
+
+class _ETDRK4:
+    """The steps of :func:`exponential_flow`. Every vector ``v`` is carried with its coordinates ``ṽ = Vᵀv``;
+    ``ψ(−hL)v = ψ(0)v + V((ψ(−hλ) − ψ(0))ṽ)``, so each stage costs one gradient, one ``Vᵀg`` and one ``V·``."""
+
+    def __init__(self, problem, linear, centre, rtol, atol, grad=None):
+        self.grad, self.centre, self.rtol, self.atol = grad or problem.unchecked.grad, centre, rtol, atol
+        self.V, self.lam = linear.basis, linear.eigenvalues
+        self.n_grad, self._memo = 0, {}
+
+    def _coefficients(self, h):
+        """The step's functions of ``−hλ``, remembered (a doubled step needs them at ``h`` and ``h/2``):
+        ``(e^{−hλ}, e^{−hλ/2} − 1, (h/2)φ₁(−hλ/2), hf₁, hf₂, hf₃)`` with ``f₁ = φ₁ − 3φ₂ + 4φ₃``,
+        ``f₂ = 2φ₂ − 4φ₃``, ``f₃ = 4φ₃ − φ₂`` at ``−hλ`` (``1/6``, ``1/3``, ``1/6`` at ``λ = 0``)."""
+        if h not in self._memo:
+            if len(self._memo) > 8:
+                self._memo.clear()
+            e, p1, p2, p3 = _phi(-h * self.lam)
+            e2, q = _phi(-h * self.lam / 2)[:2]
+            self._memo[h] = (e, e2 - 1, (h / 2) * q, h * (p1 - 3 * p2 + 4 * p3), h * (2 * p2 - 4 * p3),
+                             h * (4 * p3 - p2))  # fmt: skip
+        return self._memo[h]
+
+    def _evaluate(self, u, u_modal):
+        """``(g, ĝ, F̃)``: ``g = ∇f(c + u)``, ``ĝ = Vᵀg`` and the coordinates ``F̃ = λũ − ĝ`` of ``F = −N``."""
+        g = self.grad(self.centre + u)
+        self.n_grad += 1
+        g_modal = self.V.T @ g
+        return g, g_modal, self.lam * u_modal - g_modal
+
+    def run(self, x, h, gtol, max_steps, max_time, max_grad_evals, max_norm) -> ExponentialFlow:
+        u = x - self.centre
+        state, t, steps, first = (u, self.V.T @ u), 0.0, 0, None
+        values = self._evaluate(*state)
+        h = h if h is not None else 0.5 / max(float(self.lam[-1]), 1e-300) if self.lam.size else 1.0
+        while True:
+            size = float(np.linalg.norm(values[0]))
+            reason = self._stop(size, gtol, steps, max_steps, t, max_time, max_grad_evals, state[0], max_norm)
+            if reason is not None:
+                return ExponentialFlow(self.centre + state[0], reason == "converged", reason, t, steps, self.n_grad,
+                                       first, h)  # fmt: skip
+            h = min(h, max_time - t)  # never past the time limit
+            trial, error = self._step(state, values, h)
+            if not np.isfinite(error):
+                return ExponentialFlow(self.centre + state[0], False, "non-finite value", t, steps, self.n_grad, first,
+                                       h)  # fmt: skip
+            if error <= 1.0:
+                t, steps, first, state = t + h, steps + 1, first or h, trial
+                values = self._evaluate(*state)
+            h *= min(5.0, max(0.2, 0.9 * error**-0.2)) if error > 0 else 5.0
+
+    def _stop(self, size, gtol, steps, max_steps, t, max_time, max_grad_evals, u, max_norm):
+        if not np.isfinite(size):
+            return "non-finite gradient"
+        if size <= gtol:
+            return "converged"
+        if steps >= max_steps:
+            return f"{max_steps} steps"
+        if t >= max_time:
+            return "max_time"
+        if self.n_grad + 11 > max_grad_evals:  # a step: ten gradients, and one where it is accepted
+            return "max_grad_evals"
+        if np.linalg.norm(self.centre + u) > max_norm:
+            return "blowup"
+        return None
+
+    def _step(self, state, values, h):
+        """Step doubling: one ETDRK4 step of ``h`` and two of ``h/2`` from ``state = (u, ũ)`` (``values`` at ``u``).
+        Their difference over 15 estimates the error of the two half steps (order 4: ``O(h⁵)`` per step); the
+        state returned is the Richardson extrapolation, the two half steps plus that estimate."""
+        full = self._etdrk4(state, values, h)
+        half = self._etdrk4(state, values, h / 2)
+        both = self._etdrk4(half, self._evaluate(*half), h / 2)
+        estimate = [(b - f) / 15 for b, f in zip(both, full)]
+        u, new = state[0], both[0] + estimate[0]
+        scale = self.atol + self.rtol * np.maximum(np.abs(self.centre + u), np.abs(self.centre + new))
+        return (new, both[1] + estimate[1]), float(np.sqrt(np.mean((estimate[0] / scale) ** 2)))
+
+    def _etdrk4(self, state, values, h):
+        """One ETDRK4 step from ``state = (u, ũ)`` with ``values`` at ``u``: the new ``(u⁺, ũ⁺)``."""
+        (u, ut), (gu, ghu, Fu), V = state, values, self.V
+        e, e2m, q, f1, f2, f3 = self._coefficients(h)  # e2m = e^{−hλ/2} − 1; q's tangent value is h/2
+        a_t = ut + e2m * ut + q * Fu
+        a = u - (h / 2) * gu + V @ (e2m * ut + q * Fu + (h / 2) * ghu)
+        ga, gha, Fa = self._evaluate(a, a_t)
+        b_t = ut + e2m * ut + q * Fa
+        b = u - (h / 2) * ga + V @ (e2m * ut + q * Fa + (h / 2) * gha)
+        gb, ghb, Fb = self._evaluate(b, b_t)
+        forcing = 2 * Fb - Fu
+        c_t = a_t + e2m * a_t + q * forcing
+        c = a - (h / 2) * (2 * gb - gu) + V @ (e2m * a_t + q * forcing + (h / 2) * (2 * ghb - ghu))
+        gc, ghc, Fc = self._evaluate(c, c_t)
+        new_t = e * ut + f1 * Fu + f2 * (Fa + Fb) + f3 * Fc
+        new = u - h * ((gu + gc) / 6 + (ga + gb) / 3) + V @ (new_t - ut + (h / 6) * (ghu + ghc) + (h / 3) * (gha + ghb))
+        return new, new_t
 
 
 # ------------------------------------------------------------- ∂Φ off X*
