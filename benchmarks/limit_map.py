@@ -2,10 +2,19 @@
 
 For each family, a point ``x*`` of the minima set is moved a distance ``dist`` (1e-3,
 1e-2, 0.3) along a random direction; ``Φ`` is computed by each solver choice and
-compared with a reference (the closed form for Example 1 and linear regression;
-otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished). Cost is
-reported in gradient evaluations, in seconds, and in gradient-equivalents: the time
-of Φ divided by the time of one ``grad`` call measured in the same run.
+compared with a reference (the closed form for Example 1 and linear regression, the
+conservation laws' mirror flow for the diagonal network (tests/test_limit_stage.py); otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished, without the
+exponential stage). Cost is reported in gradient evaluations, in seconds, and in
+gradient-equivalents: the time of Φ divided by the time of one ``grad`` call measured in
+the same run.
+
+``--issue12``: issue 12's sizes (DLN d = 4000 with n = 40 and 400, matrix sensing d = 1000)
+from distances 1e-2 and 1, before (``exponential=False``: DOP853 and the finish) and after
+(the default: the exponential stage, docs/theory.md §6.1), with ``n_hess`` (Hessian-type
+evaluations: one per linear part ``L`` built, each an output Jacobian and a QR factorization,
+and one per finish attempt), the counted gradient-equivalents (gradients plus Hessian-vector
+products; neither path uses Hessian-vector products), the time in gradients, and the error
+absolute and relative to ``‖Φ‖``.
 
     python benchmarks/limit_map.py [--quick] [--issue12]
 """
@@ -39,11 +48,30 @@ def seconds(fun, *args, repeat=3):
     return best, out
 
 
+ISSUE12_SOLVERS = {
+    "before (exponential=False)": {"exponential": False},
+    "after (default: exponential stage)": {},
+}
+
+
+def diagonal_network_limit(problem, x):
+    """Φ of a diagonal network from its conservation laws (the mirror flow of ``w``; tests/test_limit_stage.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_limit_stage import diagonal_network_limit as exact
+
+    return exact(problem, x)
+
+
 def reference(problem, x0):
+    if isinstance(problem, DiagonalLinearNetwork):
+        return diagonal_network_limit(problem, x0)
     try:
         return problem.exact_limit(x0)
     except NotImplementedError:
-        return limit_map(problem, x0, rtol=1e-13, atol=1e-15, gtol=1e-11, finish_radius=1e-7).x
+        return limit_map(problem, x0, rtol=1e-13, atol=1e-15, gtol=1e-11, finish_radius=1e-7, exponential=False).x
 
 
 def families(quick, issue12=False):
@@ -63,9 +91,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller problems, fewer solvers")
     parser.add_argument("--issue12", action="store_true", help="issue 12's sizes, the default solver only")
     args = parser.parse_args(argv)
-    solvers = dict(list(SOLVERS.items())[: 1 if args.issue12 else 2]) if args.quick or args.issue12 else SOLVERS
+    if args.issue12:
+        return issue12()
+    solvers = dict(list(SOLVERS.items())[:2]) if args.quick else SOLVERS
     print(f"{'problem':<48}{'dist':>7}  {'solver':<32}{'n_grad':>7}{'seconds':>10}{'grad-eq':>9}{'error':>10}  status")
-    for problem in families(args.quick, args.issue12):
+    for problem in families(args.quick):
         rng = np.random.default_rng(0)
         x_star = problem.random_minimum(rng)
         t_grad = seconds(lambda: [problem.grad(x_star) for _ in range(100)], repeat=5)[0] / 100
@@ -82,6 +112,25 @@ def main(argv=None):
                     f"{problem!r:<48}{dist:>7.0e}  {name:<32}{lp.n_grad:>7}{t:>10.4f}"
                     f"{t / t_grad:>9.0f}{err:>10.1e}  {lp.status}"
                 )
+
+
+def issue12():
+    """Before and after on issue 12's problems, from distances 1e-2 and 1, with counted and timed costs."""
+    print(f"{'problem':<48}{'dist':>6}  {'path':<36}{'n_grad':>7}{'n_hess':>7}{'counted':>8}{'time/grad':>10}"
+          f"{'error':>9}{'rel.':>9}  status")  # fmt: skip
+    for problem in families(False, True):
+        rng = np.random.default_rng(0)
+        x_star = problem.random_minimum(rng)
+        t_grad = seconds(lambda: [problem.unchecked.grad(x_star) for _ in range(100)], repeat=5)[0] / 100
+        for dist in (1e-2, 1.0):
+            e = rng.standard_normal(problem.dim)
+            x0 = x_star + dist * e / np.linalg.norm(e)
+            ref = reference(problem, x0)
+            for name, options in ISSUE12_SOLVERS.items():
+                t, lp = seconds(lambda: limit_map(problem, x0, **options))
+                err = np.linalg.norm(lp.x - ref)
+                print(f"{problem!r:<48}{dist:>6.0e}  {name:<36}{lp.n_grad:>7}{lp.n_hess:>7}{lp.n_grad:>8}"
+                      f"{t / t_grad:>10.0f}{err:>9.1e}{err / np.linalg.norm(ref):>9.1e}  {lp.status}")  # fmt: skip
 
 
 if __name__ == "__main__":
