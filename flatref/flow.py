@@ -376,6 +376,8 @@ class _Flow:
     note: str = ""
     exponential: bool = False
     next_step: float | None = None
+    _stepper: object = None
+    _since_build: int = 0
 
     @classmethod
     def checked(cls, problem, method, stiff_method, *, rtol, atol, max_time, max_grad_evals, stall_evals, max_norm,
@@ -419,34 +421,46 @@ class _Flow:
         return retry
 
     def _exponential_stage(self, z, t0, threshold):
-        """The stage by ETDRK4 with ``L`` the Gauss–Newton Hessian at the current point (:func:`linear_part`), rebuilt
-        every :data:`REBUILD_STEPS` steps (docs/theory.md §6.1): ``(z, t, None, "")`` at ``‖∇f‖ ≤ threshold``, or
-        ``None`` where it fails (no ``L``, a non-finite value, a limit, more than :data:`MAX_STAGE_STEPS` steps)."""
+        """The stage by ETDRK4 with ``L`` the Gauss–Newton Hessian near the current point (:meth:`_stepper_at`), rebuilt
+        every :data:`REBUILD_STEPS` steps, the count running on from the previous stage (docs/theory.md §6.1):
+        ``(z, t, None, "")`` at ``‖∇f‖ ≤ threshold``, or ``None`` where it fails (no ``L``, a non-finite value, a
+        limit, more than :data:`MAX_STAGE_STEPS` steps)."""
         self.stalled, self.escaped, t, steps = False, False, t0, 0
         try:
             while np.linalg.norm(self.grad(z)) > threshold:
                 left = (self.max_time - t, self.max_grad_evals - self.grad.n_grad)
                 if steps >= MAX_STAGE_STEPS or left[0] <= 0 or left[1] < 12:
                     return None
-                linear = linear_part(self.problem, z)
-                self.n_hess += 1
-                if linear is None:
-                    return None
-                centre = z - linear.basis @ ((linear.basis.T @ self.grad(z)) / linear.eigenvalues)  # z − L⁺∇f(z)
-                if np.linalg.norm(centre - z) > CENTRE_STEP * (1.0 + np.linalg.norm(z)):
-                    linear = linear_part(self.problem, centre)
-                    self.n_hess += 1
-                    if linear is None:
+                if self._stepper is None or self._since_build >= REBUILD_STEPS:
+                    self._stepper, self._since_build = self._stepper_at(z), 0
+                    if self._stepper is None:
                         return None
-                stepper = _ETDRK4(self.problem, linear, centre, EXPONENTIAL_TOL * self.rtol,
-                                  EXPONENTIAL_TOL * self.atol, grad=self.grad)  # fmt: skip
-                end = stepper.run(z, self.next_step, threshold, REBUILD_STEPS, *left, self.max_norm)
+                self._stepper.n_grad = 0  # its budget below is what is left
+                end = self._stepper.run(z, self.next_step, threshold, REBUILD_STEPS - self._since_build, *left,
+                                        self.max_norm)  # fmt: skip
                 z, t, steps, self.next_step = end.x, t + end.time, steps + end.steps, end.next_step
-                if not (end.success or end.reason == f"{REBUILD_STEPS} steps"):
+                self._since_build += end.steps
+                if not (end.success or end.reason.endswith(" steps")):
                     return None
         except _Blowup:
             return None
         return z, t, None, ""
+
+    def _stepper_at(self, z):
+        """ETDRK4 with ``L`` built at ``c = z − L_z⁺∇f(z)`` (one Gauss–Newton step) where ``‖c − z‖`` exceeds
+        :data:`CENTRE_STEP` ``· (1 + ‖z‖)``, else at ``z``; ``None`` where :func:`linear_part` has none."""
+        linear = linear_part(self.problem, z)
+        self.n_hess += 1
+        if linear is None:
+            return None
+        centre = z - linear.basis @ ((linear.basis.T @ self.grad(z)) / linear.eigenvalues)
+        if np.linalg.norm(centre - z) > CENTRE_STEP * (1.0 + np.linalg.norm(z)):
+            linear = linear_part(self.problem, centre)
+            self.n_hess += 1
+            if linear is None:
+                return None
+        return _ETDRK4(self.problem, linear, centre, EXPONENTIAL_TOL * self.rtol, EXPONENTIAL_TOL * self.atol,
+                       grad=self.grad)  # fmt: skip
 
     def _can_switch(self) -> bool:
         return (self.stiff_method is not None and self.method not in _IMPLICIT
