@@ -210,8 +210,9 @@ def limit_map(
             rebuilt every :data:`REBUILD_STEPS` steps, at tolerances ``EXPONENTIAL_TOL`` times ``rtol`` and ``atol``;
             where it fails, the stage runs by ``method`` as without it. ``None`` (the default): on for training
             losses with ``d ≥ EXPONENTIAL_MIN_DIM``. From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it
-            takes 57–68 gradients against 175–645, on matrix sensing (``d = 1000``) 146 against 2,246, within
-            ``2·10⁻¹⁰`` of DOP853 at ``rtol = 1e-13`` (relative; ``benchmarks/limit_map.py --issue12``).
+            takes 57–68 gradients against 175–645, on matrix sensing (``d = 1000``) 157 against 2,246, within
+            ``10⁻¹⁰`` of ``Φ`` (relative); from ``dist = 1``, 223–245 and 932 gradients, within ``7·10⁻¹⁰`` and
+            ``6·10⁻⁹`` (``benchmarks/limit_map.py --issue12``).
         finish: apply the projection finish described in the module docstring.
         finish_radius: accept a finish whose step is at most ``finish_radius`` (in the
             units of ``x``). Its error is ``≈ C · step²`` with ``C`` measured at 0.06
