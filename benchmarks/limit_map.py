@@ -3,7 +3,8 @@
 For each family, a point ``x*`` of the minima set is moved a distance ``dist`` (1e-3,
 1e-2, 0.3) along a random direction; ``Φ`` is computed by each solver choice and
 compared with a reference (the closed form for Example 1 and linear regression, the
-conservation laws' mirror flow for the diagonal network (tests/test_limit_stage.py); otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished, without the
+conservation laws' mirror flow for the diagonal network, tests/test_limit_stage.py;
+otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished, without the
 exponential stage). Cost is reported in gradient evaluations, in seconds, and in
 gradient-equivalents: the time of Φ divided by the time of one ``grad`` call measured in
 the same run.

@@ -576,13 +576,14 @@ class _WarmLimits:
 
     def _finish(self, flow):
         """``limit_map`` from the flow's end, with what the flow spent taken from its budgets and added to its
-        counts (the exponential flow stops before either budget runs out). Its own exponential stage is off unless
-        asked for: the stiff part is done, and a new ``L`` there would cost an ``n × n`` Gram matrix per point."""
+        counts (the exponential flow stops before either budget runs out). Where its finish is rejected, ``limit_map``'s
+        own exponential stage (for large training losses) carries the flow on: at ``d = 10⁴`` one such point took 124
+        gradients and 3 s, against 5,713 gradients and 14 s by DOP853."""
         self.first_step = flow.first_step
         left = {"max_time": self.settings["max_time"] - flow.time,
                 "max_grad_evals": self.settings["max_grad_evals"] - flow.n_grad}  # fmt: skip
         if not (left["max_time"] > 0 and left["max_grad_evals"] >= 1):
             return None
-        limit = limit_map(self.problem, flow.x, throw=False, **({"exponential": False} | self.options | left))
+        limit = limit_map(self.problem, flow.x, throw=False, **(self.options | left))
         return replace(limit, n_grad=limit.n_grad + flow.n_grad, flow_time=limit.flow_time + flow.time,
                        message=f"{limit.message} (warm start: {flow.steps} exponential steps to |grad f| <= gtol)")
