@@ -581,11 +581,12 @@ def linear_part(problem: Problem, anchor) -> LinearPart | None:
     """``L = ∇²f(anchor)`` on its range, as ``V diag(λ) Vᵀ`` with orthonormal ``V``; ``None`` where not available.
 
     For a training loss at a minimum ``∇²f = (1/n) Jᵀ diag(ℓ″) J = BBᵀ`` with ``B = Jᵀ diag(√(ℓ″/n))``
-    (eq. (31)): a thin QR factorization ``B = QR`` and the eigenvectors ``W`` of the small ``RRᵀ`` give
-    ``V = QW`` (``O(n²d)``, no ``d × d`` matrix). Otherwise, for ``d ≤ DENSE_MAX_DIM``, the eigenvectors of
-    the dense Hessian with eigenvalues above ``1e-12 λ_max``. ``None`` for other problems, or where ``ℓ″ ≤ 0``
-    or a value is not finite. ``V`` is orthonormal to rounding, so ``e^{−hL} = I + V(e^{−hλ} − 1)Vᵀ`` is the
-    exponential of exactly this ``L``.
+    (eq. (31)): the eigenvectors ``W`` of the small Gram matrix ``BᵀB = WΛWᵀ`` give ``V = BWΛ^{−1/2}`` where
+    ``λ_max/λ_min ≤ GRAM_MAX_SPREAD`` (orthonormal to ``ε_mach λ_max/λ_min``), else a thin QR factorization
+    ``B = QR`` and the eigenvectors ``W`` of ``RRᵀ`` give ``V = QW`` (``O(n²d)`` either way, no ``d × d`` matrix).
+    Otherwise, for ``d ≤ DENSE_MAX_DIM``, the eigenvectors of the dense Hessian with eigenvalues above
+    ``1e-12 λ_max``. ``None`` for other problems, or where ``ℓ″ ≤ 0`` or a value is not finite. ``V`` is
+    orthonormal to rounding, so ``e^{−hL} = I + V(e^{−hλ} − 1)Vᵀ`` is the exponential of exactly this ``L``.
 
     Examples:
         >>> from flatref.problems import Example1
