@@ -12,8 +12,8 @@ Because ``tr̄`` divides by ``d``, a fixed ``ε′`` is weak in high dimension (
 knows its flattest minimum, the gap to it.
 
 Along a run (:func:`flatness_along`, docs/theory.md §6.9) each ``Φ(x_t)`` is warm-started: the flow from
-``x_t`` is integrated by :func:`exponential_flow`, which takes the stiff linear part ``L ≈ ∇²f`` at the
-previous limit exactly (:func:`linear_part`), and :func:`~flatref.flow.limit_map` finishes and certifies
+``x_t`` is integrated by :func:`~flatref.flow.exponential_flow`, which takes the stiff linear part ``L ≈ ∇²f`` at the
+previous limit exactly (:func:`~flatref.flow.linear_part`), and :func:`~flatref.flow.limit_map` finishes and certifies
 from its end. The metric of a training loss is a least-squares solve with the ``n × d`` output Jacobian
 (:func:`tangent_part`), never a ``d × d`` projector.
 """
@@ -28,9 +28,7 @@ from scipy.linalg import LinAlgError, cho_solve, cholesky, lapack
 
 from ._validation import as_array, as_int, as_nonnegative, as_positive, as_vector, check_problem, require_finite
 from .errors import LimitMapError
-from .flow import (  # noqa: F401 (the exponential flow lived here first: flatref.flatness keeps its names)
-    MAX_EXPONENTIAL_STEPS, ExponentialFlow, LimitPoint, LinearPart, exponential_flow, limit_map, linear_part,
-)
+from .flow import MAX_EXPONENTIAL_STEPS, LimitPoint, exponential_flow, limit_map, linear_part
 from .geometry import project_tangent
 from .problems import Problem, TrainingLoss
 from .status import Status
@@ -474,7 +472,7 @@ def flatness_along(problem: Problem, trajectory, *, throw: bool = False, warm: b
     **Warm start** (docs/theory.md §6.9). Consecutive iterates are close, so ``Φ(x_{t+1})`` is close to
     ``Φ(x_t)``, and the Hessian along the flow from ``x_{t+1}`` is close to ``L = ∇²f`` at ``Φ(x_t)``. The
     flow from ``x_{t+1}`` is integrated by an exponential Runge–Kutta method that takes ``e^{−hL}`` exactly
-    (:func:`exponential_flow`), with steps limited by accuracy instead of by stiffness, until
+    (:func:`~flatref.flow.exponential_flow`), with steps limited by accuracy instead of by stiffness, until
     ``‖∇f‖ ≤ gtol``; from that point of the same flow line :func:`~flatref.flow.limit_map` finishes and
     certifies exactly as from a cold start (the projection's step at most ``finish_radius``, the saddle
     check, every status). A point whose warm flow fails (too many steps, a limit of ``limit_map`` reached, a

@@ -19,7 +19,8 @@ from flatref import (
     trace_curvature,
 )
 from flatref.errors import FlatrefError
-from flatref.flatness import exponential_flow, linear_part, tangent_part
+from flatref.flatness import tangent_part
+from flatref.flow import exponential_flow, linear_part
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import check_derivatives, points
 
