@@ -209,7 +209,7 @@ def limit_map(
             ``e^{−hL}`` exact for ``L`` the Gauss–Newton Hessian one Gauss–Newton step from the current point,
             rebuilt every :data:`REBUILD_STEPS` steps, at tolerances ``EXPONENTIAL_TOL`` times ``rtol`` and ``atol``;
             where it fails, the stage runs by ``method`` as without it. ``None`` (the default): on for training
-            losses with ``d ≥ EXPONENTIAL_MIN_DIM``. From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it
+            losses with ``d ≥ EXPONENTIAL_MIN_DIM`` and at most ``EXPONENTIAL_MAX_OUTPUTS`` outputs in all. From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it
             takes 57–68 gradients against 175–645, on matrix sensing (``d = 1000``) 157 against 2,246, within
             ``10⁻¹⁰`` of ``Φ`` (relative); from ``dist = 1``, 223–245 and 932 gradients, within ``7·10⁻¹⁰`` and
             ``6·10⁻⁹`` (``benchmarks/limit_map.py --issue12``).
@@ -258,7 +258,7 @@ def limit_map(
     """
     x0 = as_vector(x, check_problem(problem).dim)
     if exponential is None:
-        exponential = isinstance(problem, TrainingLoss) and problem.dim >= EXPONENTIAL_MIN_DIM
+        exponential = _exponential_pays(problem)
     if not isinstance(exponential, bool):
         raise TypeError(f"exponential must be True, False or None, got {type(exponential).__name__}")
     flow = _Flow.checked(problem, method, stiff_method, rtol=rtol, atol=atol, max_time=max_time,
@@ -544,8 +544,19 @@ class _Flow:
 
 
 # ------------------------------------------------------------- the exponential flow near X*
-#: ``limit_map(exponential=None)`` runs the exponential stage for training losses of at least this dimension.
+#: ``limit_map(exponential=None)`` runs the exponential stage for training losses of at least this dimension ...
 EXPONENTIAL_MIN_DIM = 1000
+#: ... and at most this many outputs ``nK`` in all. Each ``L`` costs an ``nK × nK`` Gram matrix, ``O((nK)²d)``, about
+#: ``nK`` gradients: on the digits network (``nK = 2560``, ``d = 9610``) the stage made ``escape --quick`` take over
+#: 8 minutes instead of 80 s; at ``nK = 400`` it still saves time from ``1e-2`` (docs/theory.md §6.1).
+EXPONENTIAL_MAX_OUTPUTS = 500
+
+
+def _exponential_pays(problem: Problem) -> bool:
+    """Whether ``limit_map``'s default runs the exponential stage: a training loss with ``d ≥`` :data:`EXPONENTIAL_MIN_DIM`
+    and ``n·K ≤`` :data:`EXPONENTIAL_MAX_OUTPUTS`."""
+    return (isinstance(problem, TrainingLoss) and problem.dim >= EXPONENTIAL_MIN_DIM
+            and problem.n_samples * problem.n_outputs <= EXPONENTIAL_MAX_OUTPUTS)  # fmt: skip
 #: limit_map's exponential stage rebuilds ``L`` near its current point ``z`` after this many steps ...
 REBUILD_STEPS = 8
 #: ... at ``c = z − L_z⁺∇f(z)`` where that Gauss–Newton step is longer than this times ``1 + ‖z‖`` (``∇²f`` near
@@ -853,7 +864,8 @@ def limit_jacobian(
         LimitMapError: if the flow does not converge to a minimum (checked first with
             :func:`limit_map`: towards a saddle ``W`` grows without bound).
         ConvergenceError: if ``W`` has not settled after ``max_evals`` right-hand sides or by
-            ``max_time`` (near a degenerate minimum, where some normal rates are almost zero).
+            ``max_time``, by ``method`` and then by :data:`VARIATIONAL_FALLBACK` (near a degenerate
+            minimum, where some normal rates are almost zero).
 
     Examples:
         >>> from flatref.problems import LinearRegression
@@ -869,22 +881,44 @@ def limit_jacobian(
     gtol, atol, max_time = (as_positive(a, n) for a, n in ((gtol, "gtol"), (atol, "atol"), (max_time, "max_time")))
     rtol = _rtol(rtol)
     limit_map(problem, x0, method=method, max_time=max_time, throw=True)  # towards a saddle W grows without bound
-    variational = _Variational(problem, as_int(max_evals, "max_evals", minimum=1), gtol)
+    max_evals = as_int(max_evals, "max_evals", minimum=1)
     state = np.concatenate([x0, W0.ravel()])
     with np.errstate(all="ignore"):  # a norm that overflows is inf: not settled
-        unsettled = variational.settled(0.0, state) > 0
+        unsettled = _Variational(problem, max_evals, gtol).settled(0.0, state) > 0
     if unsettled:  # an event needs a sign change: a settled start is done already
-        with np.errstate(all="ignore"):
+        try:
+            state = _settle(_Variational(problem, max_evals, gtol), state, method, rtol, atol, max_time)
+        except ConvergenceError as first:
+            if method == VARIATIONAL_FALLBACK:
+                raise
             try:
-                sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,
-                                events=[variational.settled])  # fmt: skip
-            except ValueError as err:  # solve_ivp's event location (brentq)
-                raise ConvergenceError(f"the variational equation's integrator failed: {err}") from err
-        if sol.status != 1:
-            raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
-        state = sol.y[:, -1]
+                state = _settle(_Variational(problem, max_evals, gtol), state, VARIATIONAL_FALLBACK, rtol, atol,
+                                max_time)  # fmt: skip
+            except ConvergenceError:
+                raise first from None  # the second try failing too says nothing new
     d = problem.dim
     return project_tangent(problem, state[:d], state[d:].reshape(d, -1)).reshape(W0.shape)
+
+
+#: ``limit_jacobian``'s second try where its ``method`` does not settle. An explicit method can hover at its
+#: stability limit on the stiff modes, with an error there of about ``λ_max · rtol · ‖x‖`` in ``‖∇f‖``: above
+#: ``gtol`` on a linear regression with ``λ_max = 8``, ``‖x‖ = 4`` (DOP853 took 1.5 million evaluations to
+#: settle, where the flow settles by ``t = 200``). An implicit method has no such limit (its Jacobian by
+#: differences: a fallback only).
+VARIATIONAL_FALLBACK = "Radau"
+
+
+def _settle(variational, state, method, rtol, atol, max_time):
+    """The state of the variational equation where it settles, by ``method``; ``ConvergenceError`` if it does not."""
+    with np.errstate(all="ignore"):
+        try:
+            sol = solve_ivp(variational.rhs, (0.0, max_time), state, method=method, rtol=rtol, atol=atol,
+                            events=[variational.settled])  # fmt: skip
+        except ValueError as err:  # solve_ivp's event location (brentq)
+            raise ConvergenceError(f"the variational equation's integrator failed: {err}") from err
+    if sol.status != 1:
+        raise ConvergenceError(f"the variational equation did not settle by flow time {max_time:g} ({sol.message})")
+    return sol.y[:, -1]
 
 
 class _Variational:

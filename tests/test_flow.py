@@ -466,3 +466,17 @@ def test_limit_jacobian_from_a_point_whose_hessian_overflows_raises_without_warn
         warnings.simplefilter("error")
         with pytest.raises(ConvergenceError, match="did not settle"):
             limit_jacobian(Example1(), np.array([0.0, 8.187737150746413e76]), max_evals=2000)
+
+
+def test_limit_jacobian_settles_where_the_explicit_method_hovers_at_its_stability_limit(monkeypatch):
+    """Found by hypothesis: on this linear regression (λ = 0.113 and 8.13, ‖x‖ = 4) DOP853's error on the stiff
+    mode keeps ‖∇f‖ near gtol for 1.5 million evaluations, where the flow settles by t = 200. Radau settles it."""
+    import flatref.flow as flow
+    from flatref.errors import ConvergenceError
+
+    problem = small_problem(LinearRegression, 4981001, 1)
+    x = np.random.default_rng(4981001).standard_normal(problem.dim)
+    np.testing.assert_allclose(limit_jacobian(problem, x), problem.exact_limit_jacobian(x), rtol=0, atol=1e-8)
+    monkeypatch.setattr(flow, "VARIATIONAL_FALLBACK", "DOP853")  # without the second method: the named error
+    with pytest.raises(ConvergenceError, match="did not settle within 50000 evaluations"):
+        limit_jacobian(problem, x)

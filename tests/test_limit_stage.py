@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flatref import Status, limit_map
-from flatref.flow import EXPONENTIAL_MIN_DIM
+from flatref.flow import EXPONENTIAL_MAX_OUTPUTS, EXPONENTIAL_MIN_DIM
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 
 EX1 = Example1()
@@ -59,6 +59,12 @@ def test_the_default_is_the_exponential_stage_for_large_training_losses_only():
     small = LinearRegression.random(5, 12, rng=0)
     x = small.random_minimum(0) + 0.1
     assert np.array_equal(limit_map(small, x).x, limit_map(small, x, exponential=False).x)
+    # many outputs: each L would cost an nK × nK Gram matrix, so the default is solve_ivp's path (compared on a
+    # short budget: the same iterates, step for step)
+    wide = DiagonalLinearNetwork.random(EXPONENTIAL_MAX_OUTPUTS + 1, EXPONENTIAL_MIN_DIM, rng=0)
+    x = _start(wide, 1e-2)
+    default, explicit = (limit_map(wide, x, max_grad_evals=40, **option) for option in ({}, {"exponential": False}))
+    assert default.status == explicit.status == "budget" and np.array_equal(default.x, explicit.x)
 
 
 def test_the_diagonal_networks_closed_form_is_the_flows_limit():
