@@ -25,6 +25,8 @@ def test_readme_rates_rows_are_those_of_the_committed_table():
     quoted = text.split("<!-- rates:begin -->")[1].split("<!-- rates:end -->")[0]
     rows = [line for line in quoted.splitlines() if line.startswith(("| example1", "| network"))]
     assert len(rows) >= 6
+    header = next(line for line in quoted.splitlines() if line.startswith("| problem"))
+    assert all(row.count("|") == header.count("|") for row in rows), "a row of another table in the README's copy"
     table = (README.parent / "figures" / "rates.md").read_text(encoding="utf-8").splitlines()
     for row in rows:
         assert row in table, f"README row not in figures/rates.md (rerun python -m flatref rates): {row}"
