@@ -209,10 +209,11 @@ def limit_map(
             ``e^{−hL}`` exact for ``L`` the Gauss–Newton Hessian one Gauss–Newton step from the current point,
             rebuilt every :data:`REBUILD_STEPS` steps, at tolerances ``EXPONENTIAL_TOL`` times ``rtol`` and ``atol``;
             where it fails, the stage runs by ``method`` as without it. ``None`` (the default): on for training
-            losses with ``d ≥ EXPONENTIAL_MIN_DIM`` and at most ``EXPONENTIAL_MAX_OUTPUTS`` outputs in all. From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it
-            takes 57–68 gradients against 175–645, on matrix sensing (``d = 1000``) 157 against 2,246, within
-            ``10⁻¹⁰`` of ``Φ`` (relative); from ``dist = 1``, 223–245 and 932 gradients, within ``7·10⁻¹⁰`` and
-            ``6·10⁻⁹`` (``benchmarks/limit_map.py --issue12``).
+            losses with ``d ≥ EXPONENTIAL_MIN_DIM`` and at most ``EXPONENTIAL_MAX_OUTPUTS`` outputs in all.
+            From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it takes 57–68 gradients against 175–645,
+            on matrix sensing (``d = 1000``) 157 against 2,246, within ``10⁻¹⁰`` of ``Φ`` (relative); from
+            ``dist = 1``, 223–245 and 932 gradients, within ``7·10⁻¹⁰`` and ``6·10⁻⁹``
+            (``benchmarks/limit_map.py --issue12``).
         finish: apply the projection finish described in the module docstring.
         finish_radius: accept a finish whose step is at most ``finish_radius`` (in the
             units of ``x``). Its error is ``≈ C · step²`` with ``C`` measured at 0.06
@@ -551,12 +552,6 @@ EXPONENTIAL_MIN_DIM = 1000
 #: 8 minutes instead of 80 s; at ``nK = 400`` it still saves time from ``1e-2`` (docs/theory.md §6.1).
 EXPONENTIAL_MAX_OUTPUTS = 500
 
-
-def _exponential_pays(problem: Problem) -> bool:
-    """Whether ``limit_map``'s default runs the exponential stage: a training loss with ``d ≥`` :data:`EXPONENTIAL_MIN_DIM`
-    and ``n·K ≤`` :data:`EXPONENTIAL_MAX_OUTPUTS`."""
-    return (isinstance(problem, TrainingLoss) and problem.dim >= EXPONENTIAL_MIN_DIM
-            and problem.n_samples * problem.n_outputs <= EXPONENTIAL_MAX_OUTPUTS)  # fmt: skip
 #: limit_map's exponential stage rebuilds ``L`` near its current point ``z`` after this many steps ...
 REBUILD_STEPS = 8
 #: ... at ``c = z − L_z⁺∇f(z)`` where that Gauss–Newton step is longer than this times ``1 + ‖z‖`` (``∇²f`` near
@@ -571,6 +566,13 @@ EXPONENTIAL_TOL = 5.0
 #: The steps :func:`exponential_flow` may take with a freshly built ``L`` (then the point is computed cold);
 #: with an older ``L``, twice the steps the first flow with it took (at least 20), before it is rebuilt.
 MAX_EXPONENTIAL_STEPS = 200
+
+
+def _exponential_pays(problem: Problem) -> bool:
+    """Whether ``limit_map``'s default runs the exponential stage: a training loss with
+    ``d ≥`` :data:`EXPONENTIAL_MIN_DIM` and ``n·K ≤`` :data:`EXPONENTIAL_MAX_OUTPUTS`."""
+    return (isinstance(problem, TrainingLoss) and problem.dim >= EXPONENTIAL_MIN_DIM
+            and problem.n_samples * problem.n_outputs <= EXPONENTIAL_MAX_OUTPUTS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -886,16 +888,15 @@ def limit_jacobian(
     with np.errstate(all="ignore"):  # a norm that overflows is inf: not settled
         unsettled = _Variational(problem, max_evals, gtol).settled(0.0, state) > 0
     if unsettled:  # an event needs a sign change: a settled start is done already
-        try:
-            state = _settle(_Variational(problem, max_evals, gtol), state, method, rtol, atol, max_time)
-        except ConvergenceError as first:
-            if method == VARIATIONAL_FALLBACK:
-                raise
+        errors = []
+        for method in dict.fromkeys((method, VARIATIONAL_FALLBACK)):  # the fallback once, after the method
             try:
-                state = _settle(_Variational(problem, max_evals, gtol), state, VARIATIONAL_FALLBACK, rtol, atol,
-                                max_time)  # fmt: skip
-            except ConvergenceError:
-                raise first from None  # the second try failing too says nothing new
+                state = _settle(_Variational(problem, max_evals, gtol), state, method, rtol, atol, max_time)
+                break
+            except ConvergenceError as err:
+                errors.append(err)
+        else:
+            raise errors[0]  # the fallback failing too says nothing new
     d = problem.dim
     return project_tangent(problem, state[:d], state[d:].reshape(d, -1)).reshape(W0.shape)
 

@@ -65,7 +65,7 @@ class Hits:
         >>> hits = first_hits(Example1(), SA(0.05, 0.05, 0.3), [3.0, 1 / 3], (0.1, 0.05), max_steps=2000)
         >>> round(hits.gap_start, 6), round(hits.metric_start, 6)   # 2(9 + 1/9) − 2(1 + 1); |18 − 2/9| / √(9 + 1/9)
         (14.222222, 5.889681)
-        >>> hits.to_metric[0.1] <= hits.to_metric[0.05] == hits.steps, hits.metric_end <= 0.05**0.5  # √ε: later for small ε
+        >>> hits.to_metric[0.1] <= hits.to_metric[0.05] == hits.steps, hits.metric_end <= 0.05**0.5  # smaller ε: later
         (True, True)
     """
 
@@ -123,7 +123,8 @@ class Finish:
     Examples:
         >>> from flatref.problems import Example1
         >>> finish = gradient_finish(Example1(), [1.001, 1.0], 1e-3, 0.1)   # Φ ≈ (a, 1/a), a = 1.0005
-        >>> finish.steps, finish.grad_norm <= 1e-3, finish.metric < 0.003, finish.definition3   # 2·|a² − a⁻²|/√(a² + a⁻²) ≈ 0.0028
+        >>> # the metric there is 2|a² − a⁻²|/√(a² + a⁻²) ≈ 0.0028
+        >>> finish.steps, finish.grad_norm <= 1e-3, finish.metric < 0.003, finish.definition3
         (3, True, True, True)
     """
 

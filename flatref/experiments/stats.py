@@ -191,7 +191,7 @@ def panel_power_law(used: list[Cell], values=None) -> dict:
         >>> rows = [row(0, e, round(k * 1e-2 * e**-2 * d), dim=d, instance=k)
         ...         for d in (16, 32, 64) for k in (1, 2, 3) for e in (0.1, 0.05, 0.025)]
         >>> fitted = panel_power_law(cells(rows, "metric"))   # instances differ by the factor k
-        >>> round(fitted["eps"][0], 2), round(fitted["d"][0], 2), fitted["d"][1] > 0.1   # their spread widens b's interval
+        >>> round(fitted["eps"][0], 2), round(fitted["d"][0], 2), fitted["d"][1] > 0.1   # the spread widens b's
         (-2.0, 1.0, True)
     """
     keys = sorted({(c.dim, c.instance) for c in used})

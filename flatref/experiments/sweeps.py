@@ -121,8 +121,9 @@ class Case:
     the fixed regime; ``instance`` is the problem's instance seed; ``max_steps`` caps the run.
 
     Examples:
-        >>> cases(Grid((16,), (0.01, 0.005), (0.1,), seeds=1, max_steps=1500))[-1]   # the fixed regime: every ε
-        Case(problem='network', dim=16, regime='fixed', method='SA', eps=(0.01, 0.005), seed=0, max_steps=1500, instance=0)
+        >>> cases(Grid((16,), (0.01, 0.005), (0.1,), seeds=1, max_steps=1500))[-1]   # doctest: +NORMALIZE_WHITESPACE
+        Case(problem='network', dim=16, regime='fixed', method='SA', eps=(0.01, 0.005), seed=0, max_steps=1500,
+             instance=0)
     """
 
     problem: str
@@ -200,7 +201,7 @@ def method_of(case: Case, problem: Problem, x0) -> StepRule:
         >>> type(m).__name__, round(m.eta * 164 / 9, 12), (m.eta_prime, m.rho) == FIXED["example1"], m.eps0
         ('SA', 1.0, True, inf)
         >>> m = method_of(Case("example1", 2, "theory", "RS", (0.1,), 0, 1500), p, p.sharp_minimum())
-        >>> round(m.eta_prime, 12), round(m.rho**2, 12), m.eps0   # Theorem 1, c_η′ = 4, c_ρ = 2, δ = 1/2: η′ = 2ε, ρ = √ε
+        >>> round(m.eta_prime, 12), round(m.rho**2, 12), m.eps0   # c_η′ = 4, c_ρ = 2, δ = 1/2: η′ = 2ε, ρ = √ε
         (0.2, 0.1, 0.1)
     """
     eta = top_eigenvalue_step(problem, x0)
@@ -269,7 +270,7 @@ def measure_case(case: Case) -> list[Row]:
         ('reached', 14.222222, 5.889681)
         >>> 0 < row.steps_to_half <= row.steps_to_metric == row.steps_run <= 1500   # stops once both events are reached
         True
-        >>> row.definition3, row.finish_steps >= 0                                  # Theorem 2's finish, then Definition 3
+        >>> row.definition3, row.finish_steps >= 0        # Theorem 2's finish, then Definition 3
         (True, True)
     """
     problem = problem_of(case.problem, case.dim, case.instance)

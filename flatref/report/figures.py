@@ -215,7 +215,7 @@ def rates_figure(grid: Grid, rows: list, ratio):
         ]  # fmt: skip
 
     def pooled(chosen, x):
-        """``{x value: (median of medians, smallest low, largest high, all near)}`` over cells reached after the start."""
+        """``{x: (median of medians, smallest low, largest high, all near)}`` over cells reached after the start."""
         groups = {}
         for c in chosen:
             if 0 < c.median < math.inf:

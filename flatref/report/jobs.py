@@ -82,7 +82,7 @@ _STRINGS = {"problem", "regime", "method", "status"}
 
 
 def read_rates_csv(path) -> list[Row]:
-    """The :class:`~flatref.experiments.sweeps.Row` s of a ``rates.csv`` (floats to its six digits), to refit without rerunning.
+    """The :class:`~flatref.experiments.sweeps.Row` s of a ``rates.csv`` (floats to its six digits), to refit them.
 
     Examples:
         >>> import tempfile

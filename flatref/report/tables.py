@@ -127,7 +127,7 @@ def _per_size(rows: list) -> list[str]:
 
 
 def _starts(grid: Grid, rows: list) -> list[str]:
-    """Per network size: the metric at the sharp start over the instances, and which thresholds it clears by ``NEAR``."""
+    """Per network size: the metric at the sharp start over the instances, and the thresholds it clears by ``NEAR``."""
     starts = defaultdict(dict)
     for row in rows:
         if row.problem == "network":
