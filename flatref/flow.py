@@ -438,11 +438,11 @@ class _Flow:
                     if self._stepper is None:
                         return None
                 self._stepper.n_grad = 0  # its budget below is what is left
-                end = self._stepper.run(z, self.next_step, threshold, REBUILD_STEPS - self._since_build, *left,
-                                        self.max_norm)  # fmt: skip
+                budget = REBUILD_STEPS - self._since_build
+                end = self._stepper.run(z, self.next_step, threshold, budget, *left, self.max_norm)
                 z, t, steps, self.next_step = end.x, t + end.time, steps + end.steps, end.next_step
                 self._since_build += end.steps
-                if not (end.success or end.reason.endswith(" steps")):
+                if not (end.success or end.reason == f"{budget} steps"):  # else: time, gradients, a blow-up
                     return None
         except _Blowup:
             return None
@@ -889,9 +889,9 @@ def limit_jacobian(
         unsettled = _Variational(problem, max_evals, gtol).settled(0.0, state) > 0
     if unsettled:  # an event needs a sign change: a settled start is done already
         errors = []
-        for method in dict.fromkeys((method, VARIATIONAL_FALLBACK)):  # the fallback once, after the method
+        for solver in dict.fromkeys((method, VARIATIONAL_FALLBACK)):  # the fallback once, after the method
             try:
-                state = _settle(_Variational(problem, max_evals, gtol), state, method, rtol, atol, max_time)
+                state = _settle(_Variational(problem, max_evals, gtol), state, solver, rtol, atol, max_time)
                 break
             except ConvergenceError as err:
                 errors.append(err)

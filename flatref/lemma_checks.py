@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_positive, as_vector, check_problem, make_rng
+from ._validation import as_nonnegative, as_positive, as_vector, check_problem, make_rng
 from .errors import FlatrefError
 from .flatness import grad_tr_bar, metric_at_minimum, tr_bar
 from .flow import limit_jacobian, limit_map
@@ -165,15 +165,11 @@ def _lemma4(problem, x_star, rho):
         return _skipped("Lemma 4", "not a training loss")
     if problem.dim > MAX_DIM:
         return _skipped("Lemma 4", f"d > {MAX_DIM}")
+    try:
+        mean_sa = sa_design_mean(problem, x_star, rho)
+    except ValueError as err:
+        return _skipped("Lemma 4", str(err))
     g, k = problem.grad(x_star), problem.n_outputs
-    mean_sa = np.zeros(problem.dim)
-    for i in range(problem.n_samples):  # SA's u is uniform on the unit sphere of row(J_i): the design {±v_j}
-        basis = row_space(problem.output_jacobian(x_star, [i]).reshape(k, problem.dim), rtol=1e-10)
-        if k > 1 and len(basis) < k:
-            return _skipped("Lemma 4", f"sample {i}'s output Jacobian has rank {len(basis)} < K = {k}")
-        for u in basis:
-            mean_sa += sum(proj_out(g, problem.sample_grad(x_star + rho * sign * u, [i])) for sign in (1.0, -1.0))
-    mean_sa /= 2 * k * problem.n_samples
     mean_rs = _design_mean(lambda u: proj_out(g, problem.grad(x_star + rho * u)), problem.dim)
     tangent_sa, tangent_rs = (project_tangent(problem, x_star, v) for v in (mean_sa, mean_rs))
     # against the size of the terms that cancel where x* is stationary for tr̄ (then both sides are 0), and
@@ -183,6 +179,39 @@ def _lemma4(problem, x_star, rho):
     scale = max(np.linalg.norm(sa_leading_perturbation(problem, x_star, rho)), terms, 1e-6 * kick)
     error = _relative(tangent_sa, problem.dim / k * tangent_rs, scale)
     return LemmaCheck("Lemma 4", error, 1e-3, error <= 1e-3)
+
+
+def sa_design_mean(problem: TrainingLoss, x_star, rho: float) -> np.ndarray:
+    """``E v_SA`` at ``x_star`` for batch 1, exactly: Algorithm 2's perturbation averaged over every sample ``i``,
+    both signs ``σ`` and, for ``K`` outputs per sample, the directions ``±v_j`` of an orthonormal basis of
+    ``row(J_i)``. That design has SA's ``E uuᵀ = Π_i/K`` and no odd moments (docs/theory.md §4.6), so it gives
+    the expectation's leading terms exactly (Lemma 4).
+
+    Raises:
+        TypeError: if ``problem`` is not a training loss.
+        ValueError: if some sample's output Jacobian has rank below ``K`` (SA's direction is then not this design).
+
+    Examples:
+        >>> from flatref.problems import DiagonalLinearNetwork
+        >>> from flatref.theory import sa_leading_perturbation
+        >>> p = DiagonalLinearNetwork.random(4, 8, sparsity=2, rng=0)
+        >>> x_star = p.random_minimum(0)
+        >>> tangent = project_tangent(p, x_star, sa_design_mean(p, x_star, 1e-2))   # Lemma 4's leading term
+        >>> bool(np.allclose(tangent, sa_leading_perturbation(p, x_star, 1e-2), rtol=1e-6, atol=1e-14))
+        True
+    """
+    if not isinstance(check_problem(problem), TrainingLoss):
+        raise TypeError(f"problem must be a training loss (Setting 1), got {type(problem).__name__}")
+    x_star, rho = as_vector(x_star, problem.dim, "x_star"), as_nonnegative(rho, "rho")
+    g, k = problem.grad(x_star), problem.n_outputs
+    mean = np.zeros(problem.dim)
+    for i in range(problem.n_samples):
+        basis = row_space(problem.output_jacobian(x_star, [i]).reshape(k, problem.dim), rtol=1e-10)
+        if k > 1 and len(basis) < k:
+            raise ValueError(f"sample {i}'s output Jacobian has rank {len(basis)} < K = {k}")
+        for u in basis:
+            mean += sum(proj_out(g, problem.sample_grad(x_star + rho * sign * u, [i])) for sign in (1.0, -1.0))
+    return mean / (2 * k * problem.n_samples)
 
 
 def _lemma6(problem, x_star):

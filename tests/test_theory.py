@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flatref import grad_tr_bar, limit_map, proj_out, tr_bar
+from flatref.lemma_checks import sa_design_mean
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import FAMILIES, points, small_problem
 from flatref.theory import (
@@ -41,17 +42,6 @@ def rs_mean_perturbation(problem, x, rho):
     """``E v_RS`` over the design: ``(1/2d) Σ_{i,±} Proj⊥_{∇f(x)} ∇f(x ± ρ e_i)``."""
     g = problem.grad(x)
     return design_mean(lambda u: proj_out(g, problem.grad(x + rho * u)), problem.dim)
-
-
-def sa_mean_perturbation(problem, x_star, rho):
-    """``E_{i,σ} v_SA`` at ``x* ∈ X*``: Algorithm 2's kick averaged exactly over every sample and both signs."""
-    mean = np.zeros(problem.dim)
-    for i in range(problem.n_samples):
-        u = problem.output_jacobian(x_star, [i])[0]
-        u /= np.linalg.norm(u)
-        for sigma in (1.0, -1.0):
-            mean += proj_out(problem.grad(x_star), problem.sample_grad(x_star + rho * sigma * u, [i]))
-    return mean / (2 * problem.n_samples)
 
 
 # ------------------------------------------------------------------- eq. (16)
@@ -135,7 +125,7 @@ def test_lemma4_sa_moves_d_times_faster_along_the_minima_set(problem):
 
     x_star = problem.random_minimum(0)
     rho = 0.1
-    tangent_sa = project_tangent(problem, x_star, sa_mean_perturbation(problem, x_star, rho))
+    tangent_sa = project_tangent(problem, x_star, sa_design_mean(problem, x_star, rho))
     tangent_rs = project_tangent(problem, x_star, rs_mean_perturbation(problem, x_star, rho))
     assert np.linalg.norm(tangent_rs) > 1e-6  # the comparison is not 0 = 0
     np.testing.assert_allclose(tangent_sa, problem.dim * tangent_rs, atol=1e-8 * np.linalg.norm(tangent_sa))
@@ -233,7 +223,7 @@ def test_sa_schedule_gives_lemma4s_decrease_and_table1s_steps(shape, eps):
     for delta in (0.25, 0.5, 1.0):
         s = sa_schedule(beta=4.0, eps=eps, delta=delta, dim=d, c_steps=1.0)
         rho_small = 1e-3  # E v_SA is exactly quadratic in ρ for this quartic loss; scale back to the schedule's ρ
-        kick = sa_mean_perturbation(problem, x_star, rho_small) * (s.rho / rho_small) ** 2
+        kick = sa_design_mean(problem, x_star, rho_small) * (s.rho / rho_small) ** 2
         decrease = s.eta_prime * float(project_tangent(problem, x_star, kick) @ tangent_grad) * eps / metric_squared
         rate = lemma4_rate(eps, d, delta)
         multiples.append(decrease / rate)  # the decrease at metric √ε, in units of Lemma 4's rate

@@ -361,9 +361,9 @@ def speedup(rows: list[Row], problem: str = "network") -> Speedup:
         raise ValueError(f"the speed-up on {problem} needs at least 3 sizes where RS and SA both halve, got {dims}")
 
     def pooled(method, d):
-        steps = [math.inf if r.steps_to_half is None else r.steps_to_half for r in chosen
-                 if (r.method, r.dim) == (method, d) and r.eps == chosen[0].eps]  # fmt: skip
-        return float(np.median(steps))
+        """The median over every run at ``d``: one per instance and seed (a run has a row per threshold)."""
+        runs = {(r.instance, r.seed): r.steps_to_half for r in chosen if (r.method, r.dim) == (method, d)}
+        return float(np.median([math.inf if s is None else s for s in runs.values()]))
 
     rs, sa = tuple(pooled("RS", d) for d in dims), tuple(pooled("SA", d) for d in dims)
     exponent = power_law({"d": [d for d, _ in pairs]}, [medians["RS", d, k] / medians["SA", d, k] for d, k in pairs])
