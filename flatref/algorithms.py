@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_gate, as_int, as_nonnegative, as_positive
-from .geometry import _proj_out
 from .problems import Problem, TrainingLoss
 from .problems.base import row_space
 
@@ -181,11 +180,12 @@ class RS(StepRule):
         return (u / np.linalg.norm(u, axis=1, keepdims=True),)
 
     def step(self, problem, x, g, noise, rng):
-        if g @ g > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
+        gg = g @ g
+        if gg > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
             return Step(x - self.eta * g, False, 0.0)
         (u,) = noise
-        v = _proj_out(g, problem.unchecked.grad(x + self.rho * u))
-        return Step(x - self.eta * g - self.eta_prime * v, True, 1.0)
+        h = problem.unchecked.grad(x + self.rho * u)
+        return Step(_perturbed(x, g, gg, h, self.eta, self.eta_prime), True, 1.0)
 
 
 @dataclass(frozen=True)
@@ -262,6 +262,11 @@ class SA(StepRule):
             >>> round(float(np.linalg.norm(u)), 12)
             1.0
         """
+        u, norm = self._direction(problem, x, batch, rng)
+        return u / norm
+
+    def _direction(self, problem, x, batch, rng):
+        """``(w, ‖w‖)`` with ``u_B = w/‖w‖`` (the step scales ``w`` once, by ``ρσ/‖w‖``)."""
         for shift in (0.0, 1.0):
             z = x if shift == 0.0 else x + self.xi * (1 + np.linalg.norm(x)) * _unit(rng, problem.dim)
             if self.batch_size == 1 and problem.n_outputs > 1:
@@ -270,18 +275,19 @@ class SA(StepRule):
                 u = problem.unchecked.output_jacobian(z, batch)[0]
             else:
                 u = problem.unchecked.sample_grad(z, batch)
-            norm = np.linalg.norm(u)
+            norm = math.sqrt(u @ u)
             if norm > 0:
-                return u / norm
+                return u, norm
         raise ValueError("SA's direction vanishes at x and at x + ξ (Remark 2): increase xi")
 
     def step(self, problem, x, g, noise, rng):
-        if g @ g > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
+        gg = g @ g
+        if gg > self.eps0 * self.eps0:  # a product, not **: eps0² overflows to inf, never raises
             return Step(x - self.eta * g, False, 0.0)
         batch, sigma = noise
-        u = self.direction(problem, x, batch, rng)
-        v = _proj_out(g, problem.unchecked.sample_grad(x + self.rho * sigma * u, batch))
-        return Step(x - self.eta * g - self.eta_prime * v, True, 2 * self.batch_size / problem.n_samples)
+        u, norm = self._direction(problem, x, batch, rng)
+        h = problem.unchecked.sample_grad(x + (self.rho * sigma / norm) * u, batch)
+        return Step(_perturbed(x, g, gg, h, self.eta, self.eta_prime), True, 2 * self.batch_size / problem.n_samples)
 
 
 @dataclass(frozen=True)
@@ -376,6 +382,13 @@ class LabelNoiseSGD(StepRule):
         labels = problem.unchecked.labels(batch) + self.sigma * xi  # one noise per output row
         step = problem.unchecked.sample_grad(x, batch, labels)
         return Step(x - self.eta * step, True, self.batch_size / problem.n_samples)
+
+
+def _perturbed(x, g, gg, h, eta, eta_prime):
+    """The perturbed step ``x − η g − η′ Proj⊥_g h`` (eqs. (8)–(9), (25)–(26)) for ``gg = ‖g‖²``, written
+    ``x − η′h − (η − η′⟨g, h⟩/‖g‖²) g``: two vector operations fewer than projecting ``h`` first."""
+    c = (g @ h) / gg if gg > 0 else 0.0
+    return x - eta_prime * h - (eta - eta_prime * c) * g
 
 
 def _row_space_direction(J, rng, *, rtol: float = 1e-10) -> np.ndarray:

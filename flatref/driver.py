@@ -147,15 +147,19 @@ class _Loop:
         self.evals, self.x_hat, self.noises = 1.0, None, ()
 
     def run(self, callback) -> Trajectory:
+        """The steps under ``errstate(all="ignore")`` (overflow is reported as divergence); the callback under
+        the caller's own floating-point error state."""
         status, detail, taken = Status.COMPLETED, f"{self.steps} steps", self.steps
-        for t in range(self.steps):
-            if not self.step(t):
-                detail = f"iterate {t + 1} is not finite or exceeds |x| = {self.max_norm:.3g}"
-                status, taken = Status.DIVERGED, t
-                break
-            if callback is not None and callback(t + 1, self.x):
-                status, detail, taken = Status.STOPPED, f"after step {t + 1} of {self.steps}", t + 1
-                break
+        caller = np.geterr()
+        with np.errstate(all="ignore"):
+            for t in range(self.steps):
+                if not self.step(t):
+                    detail = f"iterate {t + 1} is not finite or exceeds |x| = {self.max_norm:.3g}"
+                    status, taken = Status.DIVERGED, t
+                    break
+                if callback is not None and _call(callback, t + 1, self.x, caller):
+                    status, detail, taken = Status.STOPPED, f"after step {t + 1} of {self.steps}", t + 1
+                    break
         return self.result(status, detail, taken)
 
     def step(self, t) -> bool:
@@ -169,15 +173,14 @@ class _Loop:
             self.noises = list(zip(*self.method.draw(self.problem, self.rng, min(_BLOCK, self.steps - t))))
         noise = self.noises[t % _BLOCK] if self.noises else ()
         recorded = (t + 1) % self.record_every == 0 or t + 1 == self.steps
-        with np.errstate(all="ignore"):  # overflow is reported as divergence
-            s = self.method.step(self.problem, self.x, self.g, noise, self.fallback_rng)
-            xx = s.x @ s.x
-            if not (math.isfinite(xx) and xx <= self.max_norm_sq):
-                return False
-            value, g = self.value_and_grad(s.x) if recorded else (0.0, self.grad(s.x))
-            gg = g @ g
-            if not (math.isfinite(gg) and math.isfinite(value)):
-                return False
+        s = self.method.step(self.problem, self.x, self.g, noise, self.fallback_rng)
+        xx = s.x @ s.x
+        if not (math.isfinite(xx) and xx <= self.max_norm_sq):
+            return False
+        value, g = self.value_and_grad(s.x) if recorded else (0.0, self.grad(s.x))
+        gg = g @ g
+        if not (math.isfinite(gg) and math.isfinite(value)):
+            return False
         self.x, self.g, self.perturbed[t] = s.x, g, s.perturbed
         self.evals += 1.0 + s.grad_evals
         if t + 1 == self.hat_index:
@@ -195,6 +198,11 @@ class _Loop:
             grad_norm=np.sqrt(self.record.grad_sq), perturbed=self.perturbed[:taken], x_last=self.x,
             x_hat=self.x_hat, hat_index=self.hat_index, grad_evals=self.evals,
         )  # fmt: skip
+
+
+def _call(callback, t, x, caller_errstate):
+    with np.errstate(**caller_errstate):
+        return callback(t, x)
 
 
 #: Records up to this many bytes of iterates are allocated at once; longer runs grow their array by doubling.

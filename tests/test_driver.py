@@ -98,6 +98,17 @@ def test_overflow_inside_a_step_is_reported_as_divergence_not_a_warning():
     assert t.status == "diverged" and t.steps == 0 and "not finite" in t.message
 
 
+def test_the_callback_runs_under_the_callers_floating_point_error_state():
+    # the steps ignore floating-point errors (overflow is divergence), the user's callback does not
+    def callback(t, x):
+        return np.float64(1e308) * 10.0
+
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+        run(EX1, GD(0.01), [2.0, 0.5], steps=2, callback=callback)
+    with np.errstate(over="ignore"):
+        assert run(EX1, GD(0.01), [2.0, 0.5], steps=2, callback=callback).status == "stopped"  # inf is true
+
+
 def test_a_seed_sequence_gives_the_same_bits_every_time_and_is_not_mutated():
     seeds = np.random.SeedSequence(1234)
     first = run(EX1, SA(0.1, 0.1, 0.1), [2.0, 0.6], steps=5, rng=seeds)

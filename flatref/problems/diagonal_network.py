@@ -152,14 +152,15 @@ class DiagonalLinearNetwork(TrainingLoss):
 
     def _output_jacobian(self, x, idx=slice(None)):
         u, v = self._split(x)
-        Zb = self._Z[idx]
-        return np.hstack([Zb * v, Zb * u])
+        Zb = self._Z[idx] if isinstance(idx, slice) else self._Z.take(idx, axis=0)  # take: a batch's rows, fast
+        return np.concatenate([Zb * v, Zb * u], axis=1)
 
     def _sample_grad(self, x, idx, labels=None):
         # (1/b) Σ_{i∈B} r_i ∇p_i with ∇p_i = (z_i⊙v, z_i⊙u): one product with Z_B and one with Z_Bᵀ
         u, v = self._split(x)
-        Zb = self._Z[idx]
-        g = Zb.T @ (Zb @ (u * v) - (self._y[idx] if labels is None else labels)) / len(idx)
+        Zb = self._Z.take(idx, axis=0)
+        r = Zb @ (u * v) - (self._y.take(idx) if labels is None else labels)
+        g = np.dot(r / len(idx), Zb)  # rᵀZ_B/b: numpy's dot, not matmul, is the fast call for a row or a few
         return np.concatenate([v * g, u * g])
 
     def _output_hessians(self, x, idx=slice(None)):
@@ -174,7 +175,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     # ----------------------------------------------------------- closed forms
     def _g(self, x):
         u, v = self._split(x)
-        return self._Z.T @ (self._Z @ (u * v) - self._y) / self.n_samples
+        return np.dot((self._Z @ (u * v) - self._y) / self.n_samples, self._Z)
 
     def _f(self, x):
         u, v = self._split(x)
@@ -189,7 +190,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     def _value_and_grad(self, x):
         u, v = self._split(x)
         r = self._Z @ (u * v) - self._y
-        g = self._Z.T @ r / self.n_samples
+        g = np.dot(r / self.n_samples, self._Z)
         return (r @ r) / (2 * self.n_samples), np.concatenate([v * g, u * g])
 
     def _hess(self, x):
