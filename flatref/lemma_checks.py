@@ -151,9 +151,7 @@ def _lemma2(problem, x_star, rho, eta_prime):
         return _skipped("Lemma 2", f"d > {MAX_DIM}")
     if metric_at_minimum(problem, x_star) < 1e-6:
         return _skipped("Lemma 2", "x* is stationary for tr̄ along X*: the leading term is 0")
-    g = problem.grad(x_star)
-    mean = _design_mean(lambda u: proj_out(g, problem.grad(x_star + rho * u)), problem.dim)
-    moved = limit_map(problem, x_star - eta_prime * mean, throw=True).x
+    moved = limit_map(problem, x_star - eta_prime * rs_design_mean(problem, x_star, rho), throw=True).x
     measured = tr_bar(problem, moved) - tr_bar(problem, x_star)
     predicted = lemma2_trace_change(problem, x_star, eta_prime, rho)
     error = abs(measured - predicted) / abs(predicted)
@@ -169,8 +167,7 @@ def _lemma4(problem, x_star, rho):
         mean_sa = sa_design_mean(problem, x_star, rho)
     except ValueError as err:
         return _skipped("Lemma 4", str(err))
-    g, k = problem.grad(x_star), problem.n_outputs
-    mean_rs = _design_mean(lambda u: proj_out(g, problem.grad(x_star + rho * u)), problem.dim)
+    k, mean_rs = problem.n_outputs, rs_design_mean(problem, x_star, rho)
     tangent_sa, tangent_rs = (project_tangent(problem, x_star, v) for v in (mean_sa, mean_rs))
     # against the size of the terms that cancel where x* is stationary for tr̄ (then both sides are 0), and
     # at least a millionth of the kick's normal part (a quadratic loss has no ∇³f: both sides are rounding)
@@ -179,6 +176,23 @@ def _lemma4(problem, x_star, rho):
     scale = max(np.linalg.norm(sa_leading_perturbation(problem, x_star, rho)), terms, 1e-6 * kick)
     error = _relative(tangent_sa, problem.dim / k * tangent_rs, scale)
     return LemmaCheck("Lemma 4", error, 1e-3, error <= 1e-3)
+
+
+def rs_design_mean(problem: Problem, x, rho: float) -> np.ndarray:
+    """``E v_RS`` at ``x`` over the design ``u ∈ {±e_i}``: ``(1/2d) Σ_{i,±} Proj⊥_{∇f(x)} ∇f(x ± ρe_i)``. The design
+    has the sphere's ``E uuᵀ = I/d`` and no odd moments, so it gives eq. (10)'s leading terms exactly (Lemma 2).
+
+    Examples:
+        >>> from flatref.problems import Example1
+        >>> from flatref.theory import rs_leading_perturbation
+        >>> p, x_star = Example1(), np.array([2.0, 0.5])        # ∇f is cubic: no O(ρ⁴) remainder
+        >>> mean = rs_design_mean(p, x_star, 1e-2)
+        >>> mean.round(9).tolist(), bool(np.allclose(mean, rs_leading_perturbation(p, x_star, 1e-2), rtol=1e-9))
+        ([0.0002, 5e-05], True)
+    """
+    x, rho = as_vector(x, check_problem(problem).dim, "x"), as_nonnegative(rho, "rho")
+    g = problem.grad(x)
+    return _design_mean(lambda u: proj_out(g, problem.grad(x + rho * u)), problem.dim)
 
 
 def sa_design_mean(problem: TrainingLoss, x_star, rho: float) -> np.ndarray:

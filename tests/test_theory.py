@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flatref import grad_tr_bar, limit_map, proj_out, tr_bar
-from flatref.lemma_checks import sa_design_mean
+from flatref.lemma_checks import rs_design_mean, sa_design_mean
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import FAMILIES, points, small_problem
 from flatref.theory import (
@@ -36,12 +36,6 @@ def design_mean(fun, d):
     """The mean of ``fun(g)`` over ``g ∈ {±e_i}``: it has ``E ggᵀ = I/d`` and no odd moments, like ``Unif(S^{d−1})``."""
     eye = np.eye(d)
     return sum(fun(s * e) for e in eye for s in (1.0, -1.0)) / (2 * d)
-
-
-def rs_mean_perturbation(problem, x, rho):
-    """``E v_RS`` over the design: ``(1/2d) Σ_{i,±} Proj⊥_{∇f(x)} ∇f(x ± ρ e_i)``."""
-    g = problem.grad(x)
-    return design_mean(lambda u: proj_out(g, problem.grad(x + rho * u)), problem.dim)
 
 
 # ------------------------------------------------------------------- eq. (16)
@@ -72,7 +66,7 @@ def test_eq10_is_exact_for_the_quartic_families(pp):
     rho = 0.3
     expected = rs_leading_perturbation(problem, x, rho)
     scale = derivative_scale(problem, x) * (1 + rho) ** 3
-    assert_close(rs_mean_perturbation(problem, x, rho), expected, scale)
+    assert_close(rs_design_mean(problem, x, rho), expected, scale)
 
 
 @pytest.mark.parametrize("loss", [None, LogCosh()], ids=["squared", "logcosh"])
@@ -81,7 +75,7 @@ def test_eq10_remainder_is_fourth_order_for_a_non_polynomial_problem(loss):
     x = np.random.default_rng(0).standard_normal(problem.dim)
     rhos = 0.2 * 0.5 ** np.arange(5)
     remainders = [
-        np.linalg.norm(rs_mean_perturbation(problem, x, r) - rs_leading_perturbation(problem, x, r)) for r in rhos
+        np.linalg.norm(rs_design_mean(problem, x, r) - rs_leading_perturbation(problem, x, r)) for r in rhos
     ]
     slope = np.polyfit(np.log(rhos), np.log(remainders), 1)[0]
     assert slope == pytest.approx(4.0, abs=0.15)
@@ -126,7 +120,7 @@ def test_lemma4_sa_moves_d_times_faster_along_the_minima_set(problem):
     x_star = problem.random_minimum(0)
     rho = 0.1
     tangent_sa = project_tangent(problem, x_star, sa_design_mean(problem, x_star, rho))
-    tangent_rs = project_tangent(problem, x_star, rs_mean_perturbation(problem, x_star, rho))
+    tangent_rs = project_tangent(problem, x_star, rs_design_mean(problem, x_star, rho))
     assert np.linalg.norm(tangent_rs) > 1e-6  # the comparison is not 0 = 0
     np.testing.assert_allclose(tangent_sa, problem.dim * tangent_rs, atol=1e-8 * np.linalg.norm(tangent_sa))
     np.testing.assert_allclose(tangent_sa, sa_leading_perturbation(problem, x_star, rho), atol=1e-10)
