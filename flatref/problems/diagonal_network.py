@@ -175,7 +175,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     # ----------------------------------------------------------- closed forms
     def _g(self, x):
         u, v = self._split(x)
-        return np.dot((self._Z @ (u * v) - self._y) / self.n_samples, self._Z)
+        return self._Z.T @ (self._Z @ (u * v) - self._y) / self.n_samples
 
     def _f(self, x):
         u, v = self._split(x)
@@ -190,7 +190,7 @@ class DiagonalLinearNetwork(TrainingLoss):
     def _value_and_grad(self, x):
         u, v = self._split(x)
         r = self._Z @ (u * v) - self._y
-        g = np.dot(r / self.n_samples, self._Z)
+        g = self._Z.T @ r / self.n_samples
         return (r @ r) / (2 * self.n_samples), np.concatenate([v * g, u * g])
 
     def _hess(self, x):
