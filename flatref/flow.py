@@ -655,7 +655,7 @@ class ExponentialFlow:
         reason: why the flow stopped.
         time: the flow time integrated.
         steps: accepted steps.
-        n_grad: gradient evaluations (four per attempted step, one at the end).
+        n_grad: gradient evaluations: one at the start, ten per attempted step and one more per accepted step.
         first_step: the first accepted step size (a good first step for a neighbouring flow).
         next_step: the step size the controller would try next (to continue the same flow).
     """
@@ -686,10 +686,10 @@ def exponential_flow(problem: Problem, x, linear: LinearPart, *, anchor=None, gt
     ``c = e^{−hL/2}a + (h/2)φ₁(−hL/2)(2F(b) − F(u))``,
     ``u⁺ = e^{−hL}u + h[(φ₁ − 3φ₂ + 4φ₃)F(u) + (2φ₂ − 4φ₃)(F(a) + F(b)) + (4φ₃ − φ₂)F(c)]``,
 
-    with ``F = −N`` and ``φ_k`` at ``−hL``. Replacing ``F(a) + F(b)`` by ``2F(b)`` gives a second-order method;
-    the difference ``h(2φ₂ − 4φ₃)(F(a) − F(b))`` is the error estimate, held below ``atol + rtol·|x|`` in
-    root mean square as by :func:`scipy.integrate.solve_ivp` (local extrapolation: the step kept is the
-    fourth-order one). The limits are those of :func:`~flatref.flow.limit_map`: flow time, gradient
+    with ``F = −N`` and ``φ_k`` at ``−hL``. The error is estimated by step doubling: one step of ``h`` and two
+    of ``h/2``, whose difference over 15 estimates the error of the two half steps (order 4); it is held below
+    ``atol + rtol·|x|`` in root mean square as by :func:`scipy.integrate.solve_ivp`, and the state kept is the
+    Richardson extrapolation, the two half steps plus that estimate (docs/theory.md §6.1). The limits are those of :func:`~flatref.flow.limit_map`: flow time, gradient
     evaluations, ``‖x‖ > blowup · (1 + ‖x(0)‖)``, and ``max_steps``.
 
     Examples:
