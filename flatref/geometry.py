@@ -42,7 +42,7 @@ def proj_out(u, v):
 
 
 def _proj_out(u, v):
-    """:func:`proj_out` without checks or scaling, for the steps of RS and SA (finite, moderate vectors)."""
+    """:func:`proj_out` without checks or scaling (finite, moderate vectors)."""
     uu = u @ u
     return v if uu == 0 else v - ((u @ v) / uu) * u
 
