@@ -7,7 +7,8 @@ there) for ``--steps`` steps with ``run``'s default recording, every iterate (``
 give 10,001 points); the ``d = 10⁴`` case records every 10th (1,001 points). Then, per recorded point:
 
 - ``before``: the code path flatness_along had before issue 12, run here as it was: ``limit_map`` from each
-  point, the trace, and the metric through the SVD of the output Jacobian (``project_tangent``);
+  point without its exponential stage (``exponential=False``, as then), the trace, and the metric through the
+  SVD of the output Jacobian (``project_tangent``);
 - ``cold``: ``flatness_along(..., warm=False)``, the same limits with the metric by the Gram solve;
 - ``warm``: ``flatness_along(...)`` on a window of consecutive points (the first of which is cold);
 - ``projection``: the Gauss-Newton projection of each point in place of Φ, the trace and the metric there: what a
@@ -44,8 +45,9 @@ CASES = {
 
 
 def before(problem, x):
-    """The pre-issue-12 flatness_along at one point: limit_map, the trace, the metric through an SVD of J."""
-    limit = limit_map(problem, x)
+    """The pre-issue-12 flatness_along at one point: limit_map (solve_ivp alone), the trace, the metric through an
+    SVD of J."""
+    limit = limit_map(problem, x, exponential=False)
     trace = float(problem.trace_hess(limit.x))
     metric = float(np.linalg.norm(project_tangent(problem, limit.x, grad_tr_bar(problem, limit.x))))
     return limit.x, trace, metric

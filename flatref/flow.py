@@ -212,7 +212,7 @@ def limit_map(
             losses with ``d ≥ EXPONENTIAL_MIN_DIM`` and at most ``EXPONENTIAL_MAX_OUTPUTS`` outputs in all.
             From ``dist = 1e-2`` on a diagonal network (``d = 4000``) it takes 57–68 gradients against 175–645,
             on matrix sensing (``d = 1000``) 157 against 2,246, within ``10⁻¹⁰`` of ``Φ`` (relative); from
-            ``dist = 1``, 223–245 and 932 gradients, within ``7·10⁻¹⁰`` and ``6·10⁻⁹``
+            ``dist = 1``, 222–245 and 932 gradients, within ``7·10⁻¹⁰`` and ``6·10⁻⁹``
             (``benchmarks/limit_map.py --issue12``).
         finish: apply the projection finish described in the module docstring.
         finish_radius: accept a finish whose step is at most ``finish_radius`` (in the
