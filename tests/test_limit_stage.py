@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flatref import Status, limit_map
-from flatref.flow import EXPONENTIAL_MAX_OUTPUTS, EXPONENTIAL_MIN_DIM
+from flatref.flow import EXPONENTIAL_MAX_OUTPUTS, EXPONENTIAL_MIN_DIM, exponential_flow, linear_part
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 
 EX1 = Example1()
@@ -119,3 +119,12 @@ def test_failures_fall_back_to_solve_ivp_and_keep_their_statuses():
 def test_exponential_must_be_a_bool_or_none():
     with pytest.raises(TypeError, match="exponential"):
         limit_map(EX1, [2.0, 0.1], exponential="yes")
+
+
+def test_exponential_flow_names_bad_arguments():
+    linear = linear_part(EX1, [2.0, 0.5])
+    for bad in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="first_step must be positive"):
+            exponential_flow(EX1, [2.0, 0.6], linear, first_step=bad)
+    with pytest.raises(TypeError, match="linear must be a LinearPart"):
+        exponential_flow(EX1, [2.0, 0.6], None)
