@@ -160,7 +160,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         u, v = self._split(x)
         Zb = self._Z.take(idx, axis=0)
         r = Zb @ (u * v) - (self._y.take(idx) if labels is None else labels)
-        g = np.dot(r / len(idx), Zb)  # rᵀZ_B/b: numpy's dot, not matmul, is the fast call for a row or a few
+        g = np.dot(r, Zb) / len(idx)  # Z_Bᵀr/b: numpy's dot, not matmul, is the fast call for a row or a few
         return np.concatenate([v * g, u * g])
 
     def _output_hessians(self, x, idx=slice(None)):
