@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_gate, as_int, as_nonnegative, as_positive
+from .geometry import _proj_out
 from .problems import Problem, TrainingLoss
 from .problems.base import row_space
 
@@ -384,8 +385,7 @@ def _perturbed(x, g, gg, h, eta, eta_prime):
     order: at a minimum ``g`` is rounding and ``Proj⊥_g`` removes ``h``'s part along a rounding direction, so any
     other order of the same arithmetic changes the iterates from the first such step (on Example 1, SA moved
     ``0.057`` at step 845 where this order moves ``10⁻⁸``)."""
-    v = h if gg == 0 else h - ((g @ h) / gg) * g
-    return x - eta * g - eta_prime * v
+    return x - eta * g - eta_prime * _proj_out(g, h, gg)
 
 
 def _row_space_direction(J, rng, *, rtol: float = 1e-10) -> np.ndarray:

@@ -437,7 +437,6 @@ class _Flow:
                     self._stepper, self._since_build = self._stepper_at(z), 0
                     if self._stepper is None:
                         return None
-                self._stepper.n_grad = 0  # its budget below is what is left
                 budget = REBUILD_STEPS - self._since_build
                 end = self._stepper.run(z, self.next_step, threshold, budget, *left, self.max_norm)
                 z, t, steps, self.next_step = end.x, t + end.time, steps + end.steps, end.next_step
@@ -776,6 +775,8 @@ class _ETDRK4:
         return g, g_modal, self.lam * u_modal - g_modal
 
     def run(self, x, h, gtol, max_steps, max_time, max_grad_evals, max_norm) -> ExponentialFlow:
+        """The flow from ``x`` within the limits; ``n_grad`` (and its budget ``max_grad_evals``) counts this run."""
+        self.n_grad = 0
         u = (x - self.centre)[None, :]
         state, t, steps, first = (u, u @ self.V), 0.0, 0, None
         values = self._evaluate(*state)

@@ -41,9 +41,10 @@ def proj_out(u, v):
     return sv * _proj_out(u / su, v / sv)
 
 
-def _proj_out(u, v):
-    """:func:`proj_out` without checks or scaling (finite, moderate vectors)."""
-    uu = u @ u
+def _proj_out(u, v, uu=None):
+    """:func:`proj_out` without checks or scaling (finite, moderate vectors), for the steps of RS and SA; ``uu`` is
+    ``‖u‖²`` where the caller has it."""
+    uu = u @ u if uu is None else uu
     return v if uu == 0 else v - ((u @ v) / uu) * u
 
 

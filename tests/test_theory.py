@@ -8,7 +8,7 @@ from helpers import LogCosh, assert_close, derivative_scale, sine_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flatref import grad_tr_bar, limit_map, proj_out, tr_bar
+from flatref import grad_tr_bar, limit_map, proj_out, project_tangent, tr_bar
 from flatref.lemma_checks import rs_design_mean, sa_design_mean
 from flatref.problems import DiagonalLinearNetwork, Example1, LinearRegression, MatrixSensing
 from flatref.testing import FAMILIES, points, small_problem
@@ -115,8 +115,6 @@ def test_lemma1_fails_when_v_is_not_orthogonal():
 def test_lemma4_sa_moves_d_times_faster_along_the_minima_set(problem):
     # At x* ∈ X*: E_{i,σ} v_SA over all samples and both signs (an exact finite sum),
     # and E v_RS over the {±e_i} design; both exact for these quartic losses.
-    from flatref import project_tangent
-
     x_star = problem.random_minimum(0)
     rho = 0.1
     tangent_sa = project_tangent(problem, x_star, sa_design_mean(problem, x_star, rho))
@@ -205,8 +203,6 @@ def test_sa_schedule_gives_lemma4s_decrease_and_table1s_steps(shape, eps):
       branches and for every ``ε`` and ``δ``;
     - the proof's count: ``T`` times that rate is ``δ⁻¹`` (an ``O(1)`` drop of ``tr̄``, times ``δ⁻¹``).
     """
-    from flatref import project_tangent
-
     n_samples, n_features, sparsity = shape
     problem = DiagonalLinearNetwork.random(n_samples, n_features, sparsity=sparsity, rng=1)
     x_star, d = problem.sharp_minimum(), problem.dim
