@@ -54,9 +54,7 @@ def test_rates_md_is_what_the_committed_csv_gives():
 
 
 def test_every_committed_exponent_moves_less_than_its_interval_when_one_size_or_instance_is_left_out():
-    from flatref.experiments.stats import speedup
-
-    from flatref.experiments.stats import per_size_fits
+    from flatref.experiments.stats import per_size_fits, speedup
 
     rows, fitted, ratio = _committed_rates()
     checked = 0

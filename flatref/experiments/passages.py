@@ -240,10 +240,10 @@ class _Screen:
         return float(self.problem.trace_hess(x_star)) - self.flattest, metric_at_minimum(self.problem, x_star)
 
     def record(self, t, x):
-        for e in self.eps:
-            if e not in self.to_metric and self.metric <= math.sqrt(e):
-                self.to_metric[e], self.x_at_metric[e] = t, x.copy()
-                self.grad_norm_at_metric[e] = float(np.linalg.norm(self.problem.grad(x)))
+        reached = [e for e in self.eps if e not in self.to_metric and self.metric <= math.sqrt(e)]
+        grad_norm = float(np.linalg.norm(self.problem.grad(x))) if reached else None  # once for every ε reached
+        for e in reached:
+            self.to_metric[e], self.x_at_metric[e], self.grad_norm_at_metric[e] = t, x.copy(), grad_norm
         if self.to_half is None and self.gap <= self.gap_start / 2:
             self.to_half = t
 

@@ -233,11 +233,8 @@ def _within_half_width(x, residual, group, n_groups):
 
 
 def _fitted(used: list[Cell]) -> dict:
-    """:func:`panel_power_law` over ``used``; ``{}`` when nothing can be fitted (too few cells)."""
-    try:
-        return panel_power_law(used) if used else {}
-    except ValueError:  # too few instances for b: the table shows "—"
-        return {}
+    """:func:`panel_power_law` over ``used``; ``{}`` without cells (the table shows "—")."""
+    return panel_power_law(used) if used else {}
 
 
 def _left_out(used: list[Cell], exponents: dict) -> dict:
@@ -246,10 +243,10 @@ def _left_out(used: list[Cell], exponents: dict) -> dict:
     instances = sorted({c.instance for c in used})
     if len(instances) > 1:
         subsets += [(f"instance {k}", [c for c in used if c.instance != k]) for k in instances]
+    refits = [(what, _fitted(rest)) for what, rest in subsets]
     out = {}
     for name, (value, _) in exponents.items():
-        changes = [(abs(refit[name][0] - value), what) for what, rest in subsets
-                   if name in (refit := _fitted(rest))]  # fmt: skip
+        changes = [(abs(refit[name][0] - value), what) for what, refit in refits if name in refit]
         out[name] = max(changes) if changes else None
     return out
 

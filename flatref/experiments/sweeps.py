@@ -204,16 +204,16 @@ def method_of(case: Case, problem: Problem, x0) -> StepRule:
         >>> round(m.eta_prime, 12), round(m.rho**2, 12), m.eps0   # c_η′ = 4, c_ρ = 2, δ = 1/2: η′ = 2ε, ρ = √ε
         (0.2, 0.1, 0.1)
     """
-    eta = top_eigenvalue_step(problem, x0)
+    eta, rule = top_eigenvalue_step(problem, x0), {"RS": RS, "SA": SA}[case.method]
     if case.regime == "fixed":
-        return {"RS": RS, "SA": SA}[case.method](eta, *FIXED[case.problem])
+        return rule(eta, *FIXED[case.problem])
     (eps,) = case.eps
     options = {"eps0": GATE * eps, **CONSTANTS[case.problem, case.method]}
     if case.method == "RS":
         schedule = rs_schedule(1.0 / eta, eps, DELTA, **options)
     else:
         schedule = sa_schedule(1.0 / eta, eps, DELTA, problem.dim, **options)
-    return {"RS": RS, "SA": SA}[case.method](eta, schedule.eta_prime, schedule.rho, eps0=schedule.eps0)
+    return rule(eta, schedule.eta_prime, schedule.rho, eps0=schedule.eps0)
 
 
 @dataclass(frozen=True)

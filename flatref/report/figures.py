@@ -11,7 +11,7 @@ import numpy as np
 
 from ..experiments.recipes import sensing_reference
 from ..experiments.registry import make
-from ..experiments.stats import cells
+from ..experiments.stats import NEAR, cells
 from ..experiments.sweeps import FIXED, Grid
 from ..theory import table1_exponents
 from .files import COLORS, pyplot, save_png, write_figure
@@ -208,61 +208,22 @@ def rates_figure(grid: Grid, rows: list, ratio):
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), constrained_layout=True)
     (ax_ex1, ax_net), (ax_d, ax_ratio) = axes
 
-    def select(group, problem, regime, method, **extra):
-        return [
-            c for c in group if (c.problem, c.regime, c.method) == (problem, regime, method)
-            and all(getattr(c, k) == v for k, v in extra.items())
-        ]  # fmt: skip
-
-    def pooled(chosen, x):
-        """``{x: (median of medians, smallest low, largest high, all near)}`` over cells reached after the start."""
-        groups = {}
-        for c in chosen:
-            if 0 < c.median < math.inf:
-                groups.setdefault(getattr(c, x), []).append(c)
-        return {key: (float(np.median([c.median for c in g])), min(c.low for c in g), max(c.high for c in g),
-                      all(c.near for c in g)) for key, g in sorted(groups.items())}  # fmt: skip
-
-    def plot(ax, chosen, color, label, x="eps", marker="o", ls="-", alpha=1.0):
-        """Pooled medians against ``x`` with min–max bars (open markers: set aside as near the
-        threshold); returns the fitted points ``(x, median)``, or ``None`` if there are none."""
-        points = pooled(chosen, x)
-        if not points:
-            return None
-        xs = np.array(list(points), dtype=float)
-        median, low, high, near = (np.array(v) for v in zip(*points.values()))
-        yerr = [median - low, np.where(np.isfinite(high), high - median, 0.0)]
-        ax.errorbar(xs, median, yerr=yerr, color=color, ls=ls, lw=1, capsize=2, alpha=alpha, label=label)
-        ax.plot(xs[~near], median[~near], marker, color=color, alpha=alpha)
-        ax.plot(xs[near], median[near], marker, mfc="none", color=color, alpha=alpha)
-        return (xs[~near], median[~near]) if (~near).any() else None
-
-    def guide(ax, xy, method, dim, eps_grid, color):
-        """Table 1's ε slope for ``method`` at ``dim``, dotted over ``eps_grid`` through the
-        largest-ε fitted point of ``xy``."""
-        if xy is None:
-            return
-        x0, y0 = xy[0][-1], xy[1][-1]
-        slope = table1_exponents(method, x0, dim)[0]
-        x = np.array([min(eps_grid), max(eps_grid)])
-        ax.plot(x, y0 * (x / x0) ** slope, ":", color=color, lw=1, label=f"{method}: Table 1, ε^{slope:g}")
-
     for method in ("RS", "SA"):
         color = COLORS[method]
-        xy = plot(ax_ex1, select(metric, "example1", "theory", method), color, f"{method}: metric ≤ √ε")
-        guide(ax_ex1, xy, method, 2, grid.example1_eps, color)
-        halved = select(half, "example1", "theory", method)
-        plot(ax_ex1, halved, color, f"{method}: gap halved", marker="s", ls="--", alpha=0.6)
+        xy = _plot_pooled(ax_ex1, _select(metric, "example1", "theory", method), color, f"{method}: metric ≤ √ε")
+        _guide(ax_ex1, xy, method, 2, grid.example1_eps, color)
+        halved = _select(half, "example1", "theory", method)
+        _plot_pooled(ax_ex1, halved, color, f"{method}: gap halved", marker="s", ls="--", alpha=0.6)
         for k, d in enumerate(grid.network_dims):
             alpha = 0.35 + 0.65 * (k + 1) / len(grid.network_dims)
-            chosen = select(metric, "network", "theory", method, dim=d)
-            xy = plot(ax_net, chosen, color, f"{method}, d = {d}", alpha=alpha)
+            chosen = _select(metric, "network", "theory", method, dim=d)
+            xy = _plot_pooled(ax_net, chosen, color, f"{method}, d = {d}", alpha=alpha)
             if d == grid.network_dims[0]:
-                guide(ax_net, xy, method, d, grid.network_eps, color)
-        plot(ax_d, select(half, "network", "fixed", method), color, method, x="dim")
+                _guide(ax_net, xy, method, d, grid.network_eps, color)
+        _plot_pooled(ax_d, _select(half, "network", "fixed", method), color, method, x="dim")
 
     ax_ex1.set_title("(a) Example 1 (d = 2), theorems' schedules")
-    ax_net.set_title("(b) network, theorems' schedules: metric ≤ √ε (open: start within 2√ε)")
+    ax_net.set_title(f"(b) network, theorems' schedules: metric ≤ √ε (open: start within {NEAR:g}√ε)")
     ax_d.set_title(f"(c) network, equal η′, ρ = {FIXED['network']}: steps to halve the trace gap")
     for ax in (ax_ex1, ax_net):
         ax.set(xscale="log", yscale="log", xlabel="ε", ylabel="steps (median; bars: min–max over runs)")
@@ -278,6 +239,46 @@ def rates_figure(grid: Grid, rows: list, ratio):
     ax_ratio.set_title(f"(d) speed-up of SA over RS: ratio ∝ d^({format_exponent(ratio.exponent)})")
     ax_ratio.legend(fontsize=8)
     return fig
+
+
+def _select(group, problem, regime, method, **extra):
+    return [
+        c for c in group if (c.problem, c.regime, c.method) == (problem, regime, method)
+        and all(getattr(c, k) == v for k, v in extra.items())
+    ]  # fmt: skip
+
+def _pooled(chosen, x):
+    """``{x: (median of medians, smallest low, largest high, all near)}`` over cells reached after the start."""
+    groups = {}
+    for c in chosen:
+        if 0 < c.median < math.inf:
+            groups.setdefault(getattr(c, x), []).append(c)
+    return {key: (float(np.median([c.median for c in g])), min(c.low for c in g), max(c.high for c in g),
+                  all(c.near for c in g)) for key, g in sorted(groups.items())}  # fmt: skip
+
+def _plot_pooled(ax, chosen, color, label, x="eps", marker="o", ls="-", alpha=1.0):
+    """Pooled medians against ``x`` with min–max bars (open markers: set aside as near the
+    threshold); returns the fitted points ``(x, median)``, or ``None`` if there are none."""
+    points = _pooled(chosen, x)
+    if not points:
+        return None
+    xs = np.array(list(points), dtype=float)
+    median, low, high, near = (np.array(v) for v in zip(*points.values()))
+    yerr = [median - low, np.where(np.isfinite(high), high - median, 0.0)]
+    ax.errorbar(xs, median, yerr=yerr, color=color, ls=ls, lw=1, capsize=2, alpha=alpha, label=label)
+    ax.plot(xs[~near], median[~near], marker, color=color, alpha=alpha)
+    ax.plot(xs[near], median[near], marker, mfc="none", color=color, alpha=alpha)
+    return (xs[~near], median[~near]) if (~near).any() else None
+
+def _guide(ax, xy, method, dim, eps_grid, color):
+    """Table 1's ε slope for ``method`` at ``dim``, dotted over ``eps_grid`` through the
+    largest-ε fitted point of ``xy``."""
+    if xy is None:
+        return
+    x0, y0 = xy[0][-1], xy[1][-1]
+    slope = table1_exponents(method, x0, dim)[0]
+    x = np.array([min(eps_grid), max(eps_grid)])
+    ax.plot(x, y0 * (x / x0) ** slope, ":", color=color, lw=1, label=f"{method}: Table 1, ε^{slope:g}")
 
 
 def limit_flow_figure(data: tuple, out_dir) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..experiments import collapse, recipes
@@ -77,8 +77,10 @@ def csv_rows(rows) -> list[list[str]]:
     return [[csv_value(getattr(row, c)) for c in COLUMNS] for row in rows]
 
 
-_INTEGERS = {"dim", "instance", "seed", "steps_to_metric", "finish_steps", "steps_to_half", "steps_run", "max_steps"}
-_STRINGS = {"problem", "regime", "method", "status"}
+#: How :func:`read_rates_csv` reads each column back: by the type :class:`~flatref.experiments.sweeps.Row` annotates
+#: (``int | None`` is an ``int``, or ``None`` where the cell is empty).
+_PARSERS = {"int": int, "float": float, "str": str, "bool": {"True": True, "False": False}.__getitem__}
+_READ = {f.name: _PARSERS[f.type.split(" | ")[0]] for f in fields(Row)}
 
 
 def read_rates_csv(path) -> list[Row]:
@@ -94,18 +96,9 @@ def read_rates_csv(path) -> list[Row]:
         ...     read_rates_csv(path) == [row]
         True
     """
-
-    def value(name, text):
-        if text == "":
-            return None
-        if name in _STRINGS:
-            return text
-        if name == "definition3":
-            return {"True": True, "False": False}[text]
-        return int(text) if name in _INTEGERS else float(text)
-
     with open(path, newline="", encoding="utf-8") as handle:
-        return [Row(**{name: value(name, row[name]) for name in COLUMNS}) for row in csv.DictReader(handle)]
+        return [Row(**{name: None if row[name] == "" else _READ[name](row[name]) for name in COLUMNS})
+                for row in csv.DictReader(handle)]  # fmt: skip
 
 
 def _describe(case) -> str:

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from ..experiments.stats import NEAR, Fit, Speedup, per_size_fits
 from ..experiments.sweeps import CONSTANTS, DELTA, FIXED, GATE, Grid
+from ..theory import table1_exponents
 
 
 def _signed(x: float) -> str:
@@ -179,24 +180,25 @@ def _definition3(rows: list) -> list[str]:
 
 def _branches(grid: Grid) -> list[str]:
     """Where Table 1's SA bound takes its ``1/(d³ε)`` branch on the grid."""
-    example1 = [8 * e for e in grid.example1_eps]
-    network = [d**3 * e for d in grid.network_dims for e in grid.network_eps]
+    example1 = [(2, e) for e in grid.example1_eps]
+    network = [(d, e) for d in grid.network_dims for e in grid.network_eps]
     return [
         "## Table 1's SA branches on the grid",
         "",
         "SA's bound is `d⁻¹ε⁻²(1 ∨ 1/(d³ε))`: its `1/(d³ε)` branch (exponents −3 in ε, −4 in d) applies where",
-        f"`d³ε < 1`. Example 1 (d = 2): d³ε from {min(example1):.3g} to {max(example1):.3g}, "
-        f"{_where(example1)}. Networks: d³ε from {min(network):.3g} to {max(network):.3g}, {_where(network)}.",
+        f"`d³ε < 1`. Example 1 (d = 2): {_where(example1)}. Networks: {_where(network)}.",
     ]
 
 
-def _where(values) -> str:
-    below = sum(v < 1 for v in values)
-    if below == len(values):
-        return "below 1 in every cell: the 1/(d³ε) branch throughout"
-    if below == 0:
-        return "at least 1 in every cell: the first branch throughout"
-    return f"below 1 in {below} of {len(values)} cells"
+def _where(cells) -> str:
+    """The range of ``d³ε`` over ``(d, ε)`` cells, and where :func:`~flatref.theory.table1_exponents` takes SA's
+    second branch."""
+    values = [d**3 * e for d, e in cells]
+    below = sum(table1_exponents("SA", e, d) == (-3.0, -4.0) for d, e in cells)
+    where = ("below 1 in every cell: the 1/(d³ε) branch throughout" if below == len(cells) else
+             "at least 1 in every cell: the first branch throughout" if below == 0 else
+             f"below 1 in {below} of {len(cells)} cells")  # fmt: skip
+    return f"d³ε from {min(values):.3g} to {max(values):.3g}, {where}"
 
 
 def _share(flags) -> str:

@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flatref.experiments.stats import cells, fit, power_law, speedup
-from flatref.experiments.sweeps import Row
+from flatref.experiments.stats import _example_row, cells, fit, power_law, speedup
 
 
 def test_power_law_recovers_exact_exponents_and_its_interval_covers_noisy_ones():
@@ -28,11 +27,9 @@ def test_power_law_recovers_exact_exponents_and_its_interval_covers_noisy_ones()
         power_law({"eps": [0.1, 0.1, 0.1]}, [1.0, 2.0, 3.0])
 
 
-def _row(seed, steps, dim=16, eps=0.01, instance=0, metric_start=1.0, regime="theory", method="RS", half=None):
-    """A row of a network run with ``η′ = 10ε``, ``ρ = 2√ε``."""
-    return Row("network", dim, instance, regime, method, eps, seed, 1.0, 10 * eps, 2 * math.sqrt(eps), math.inf,
-               steps, None, None, None, steps if half is None else half, 0, 0, "reached", 1.0, 0.5, metric_start,
-               0.1)  # fmt: skip
+def _row(seed, steps, eps=0.01, half=None, **options):
+    """A row of a network run with ``η′ = 10ε``, ``ρ = 2√ε`` that halves the gap at ``half`` (default: ``steps``)."""
+    return _example_row(seed, eps, steps, half=steps if half is None else half, **options)
 
 
 def test_cells_count_unreached_runs_as_infinite_and_fit_sets_them_aside():
