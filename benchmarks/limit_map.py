@@ -2,9 +2,8 @@
 
 For each family, a point ``x*`` of the minima set is moved a distance ``dist`` (1e-3,
 1e-2, 0.3) along a random direction; ``Φ`` is computed by each solver choice and
-compared with a reference (the closed form for Example 1 and linear regression, the
-conservation laws' mirror flow for the diagonal network, tests/test_limit_stage.py;
-otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished, without the
+compared with a reference (``exact_limit``: the closed forms of Example 1, linear regression
+and the diagonal network; otherwise DOP853 at ``rtol = 1e-13`` run to ``‖∇f‖ ≤ 1e-11`` and finished, without the
 exponential stage). Cost is reported in gradient evaluations, in seconds, and in
 gradient-equivalents: the time of Φ divided by the time of one ``grad`` call measured in
 the same run.
@@ -59,20 +58,7 @@ ISSUE12_SOLVERS = {
 }
 
 
-def diagonal_network_limit(problem, x):
-    """Φ of a diagonal network from its conservation laws (the mirror flow of ``w``; tests/test_limit_stage.py)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_limit_stage import diagonal_network_limit as exact
-
-    return exact(problem, x)
-
-
 def reference(problem, x0):
-    if isinstance(problem, DiagonalLinearNetwork):
-        return diagonal_network_limit(problem, x0)
     try:
         return problem.exact_limit(x0)
     except NotImplementedError:

@@ -11,39 +11,6 @@ EX1 = Example1()
 TIGHT = {"rtol": 1e-13, "atol": 1e-15, "gtol": 1e-11, "finish_radius": 1e-7, "exponential": False}
 
 
-def diagonal_network_limit(problem, x, max_iter=100):
-    """Φ of a diagonal network in closed form up to an ``n``-dimensional root (independent of any integrator).
-
-    Along the flow ``δ = u² − v²`` is conserved and ``w = u⊙v`` obeys ``ẇ = −(u² + v²)⊙g = −√(δ² + 4w²)⊙g`` with
-    ``g = Zᵀr/n``, so ``s = arcsinh(2w/δ)`` moves by ``ṡ = −2 sign(δ)⊙g ∈ sign(δ)⊙range(Zᵀ)`` (a mirror flow). The
-    limit is ``w = (δ/2) sinh(s₀ − sign(δ)⊙Zᵀμ)`` with ``μ`` solving ``Zw = y`` (Newton on a monotone map; its
-    Jacobian is ``−Z diag(|δ| cosh(s)/2) Zᵀ``), and ``u, v`` follow from ``u² + v² = |δ| cosh s``, ``u² − v² = δ``
-    with the sign of the factor that cannot cross zero.
-    """
-    u, v = problem.split(x)
-    Z, y = problem.Z, problem.y
-    delta = u * u - v * v
-    s0, mu = np.arcsinh(2 * u * v / delta), np.zeros(len(y))
-
-    def state(mu):
-        s = s0 - np.sign(delta) * (Z.T @ mu)
-        return s, Z @ (delta / 2 * np.sinh(s)) - y
-
-    s, r = state(mu)
-    for _ in range(max_iter):
-        if np.linalg.norm(r) <= 1e-15 * (1 + np.linalg.norm(y)):
-            break
-        step, t = np.linalg.solve((Z * (np.abs(delta) / 2 * np.cosh(s))) @ Z.T, r), 1.0
-        while np.linalg.norm(state(mu + t * step)[1]) >= np.linalg.norm(r) and t > 1e-10:
-            t /= 2
-        mu = mu + t * step
-        s, r = state(mu)
-    w, q = delta / 2 * np.sinh(s), np.abs(delta) * np.cosh(s)
-    big_u = delta > 0
-    u_root, v_root = np.sign(u) * np.sqrt((q + delta) / 2), np.sign(v) * np.sqrt((q - delta) / 2)
-    return np.concatenate([np.where(big_u, u_root, w / v_root), np.where(big_u, w / u_root, v_root)])
-
-
 def _start(problem, distance, seed=0):
     rng = np.random.default_rng(seed)
     x_star = problem.random_minimum(rng)
@@ -71,7 +38,7 @@ def test_the_diagonal_networks_closed_form_is_the_flows_limit():
     problem = DiagonalLinearNetwork.random(5, 12, rng=0)
     for distance in (1e-2, 1.0):
         x = _start(problem, distance)
-        exact = diagonal_network_limit(problem, x)
+        exact = problem.exact_limit(x)
         assert np.linalg.norm(limit_map(problem, x, **TIGHT).x - exact) <= 1e-13 * np.linalg.norm(exact)
 
 
@@ -80,7 +47,7 @@ def test_the_diagonal_network_limit_is_exact_and_conserves_balances(distance):
     problem = DiagonalLinearNetwork.random(20, 500, rng=0)  # d = 1000
     x = _start(problem, distance)
     lp = limit_map(problem, x)
-    exact = diagonal_network_limit(problem, x)
+    exact = problem.exact_limit(x)
     assert lp.status is Status.CONVERGED
     assert np.linalg.norm(lp.x - exact) <= 1e-9 * np.linalg.norm(exact)
     np.testing.assert_allclose(problem.conserved(lp.x), problem.conserved(x), rtol=0, atol=1e-9)  # u² − v² (§5)

@@ -11,7 +11,7 @@ A run starts at a problem's sharp minimum and records two first-passage times:
   most half its value at the start.
 
 **How ``Φ(x_t)`` is screened** (:func:`screen_limit`). Where the problem knows ``Φ`` in
-closed form (Example 1) it is used. Otherwise the problem's projection onto ``X*``
+closed form (Example 1, the diagonal networks) it is used. Otherwise the problem's projection onto ``X*``
 (Gauss–Newton in Setting 1) stands in for ``Φ(x_t)``: both are
 ``x_t − J⁺(p(x_t) − y) + O(dist²)``, so trace and metric differ by ``O(dist(x_t, X*)²)``,
 and the projection costs a few ``n × n`` solves where a flow costs hundreds of gradients
@@ -171,7 +171,7 @@ def screen_limit(problem: Problem, x) -> np.ndarray:
     """``Φ(x)`` in closed form if the problem knows it, else its projection onto ``X*``, else the flow.
 
     Raises:
-        LimitMapError: where the projection fails and the flow does not reach a minimum either.
+        LimitMapError: where the closed form or the projection fails and the flow does not reach a minimum either.
 
     Examples:
         >>> from flatref.problems import Example1
@@ -182,6 +182,8 @@ def screen_limit(problem: Problem, x) -> np.ndarray:
         return problem.exact_limit(x)
     except NotImplementedError:
         pass
+    except ConvergenceError:  # no interpolating limit in closed form: the flow says where it ends
+        return limit_map(problem, x, throw=True).x
     try:
         return problem.project_to_minima(x)
     except ConvergenceError:

@@ -34,6 +34,26 @@ def _factor(w, balance):
     return np.concatenate([balance * np.sign(w) * root, root / balance])
 
 
+def _transport(u, v, b):
+    """``(u cosh b − v sinh b, v cosh b − u sinh b)``, as ``u ± v`` scaled by ``e^{∓b}`` (no overflow for ``|b| < 709``)."""
+    plus, minus = (u + v) * np.exp(-b), (u - v) * np.exp(b)
+    return np.concatenate([plus + minus, plus - minus]) / 2
+
+
+def _backtrack(dual, m, step, state):
+    """``m + t·step`` and its ``dual`` values for the first ``t = 1, 1/2, …`` (at most 60) at which ``F`` decreases by
+    Armijo's rule ``F(m + t·step) ≤ F(m) + t·∇F·step/4`` or ``‖∇F‖`` halves (near the minimizer ``F``'s decrease is
+    below its rounding, and ``‖∇F‖`` still shows progress); ``(None, None)`` if none does."""
+    value, grad = state[0], state[1]
+    slope, norm, t = grad @ step, np.linalg.norm(grad), 1.0
+    for _ in range(60):
+        trial = dual(m + t * step)
+        if trial[0] <= value + t * slope / 4 or np.linalg.norm(trial[1]) <= norm / 2:
+            return m + t * step, trial
+        t /= 2
+    return None, None
+
+
 class DiagonalLinearNetwork(TrainingLoss):
     """``f(u, v) = ‖Z(u⊙v) − y‖² / (2n)`` with ``dim = 2D`` and ``D > n``.
 
@@ -323,6 +343,90 @@ class DiagonalLinearNetwork(TrainingLoss):
         w = np.zeros(D)
         w[support] = np.linalg.lstsq(self._Z[:, support], self._y, rcond=None)[0]
         return _factor(w, 1.0)
+
+    def exact_limit(self, x, *, max_iter: int = 100) -> np.ndarray:
+        """``Φ(x)`` in closed form up to an ``n``-dimensional convex minimization (docs/theory.md §5).
+
+        Along the flow ``u̇ = −v⊙g``, ``v̇ = −u⊙g`` with ``g = Zᵀr/n``: linear in ``(u, v)``, so ``u ± v`` scale by
+        ``e^{∓b}`` with ``b = Zᵀm`` and ``m = ∫ r/n dt ∈ R^n``. Hence
+        ``Φ(x) = (u cosh b − v sinh b, v cosh b − u sinh b)``, where ``m`` minimizes the strictly convex
+        ``F(m) = Σ_k (α_k e^{−2b_k} + γ_k e^{2b_k})/2 + yᵀm`` with ``α = (u + v)²/4``, ``γ = (u − v)²/4``:
+        ``∇F = y − Zw(b)`` vanishes exactly at the interpolant the flow ends at, and ``∇²F = Z diag(u² + v²) Zᵀ``
+        (at the moving point). Newton's method with backtracking on ``F``, ``O(n²D)`` per iteration.
+
+        Raises:
+            ConvergenceError: if ``F`` has no minimizer within ``max_iter`` Newton steps (the flow then does not
+                end at an interpolant, e.g. when the pairs with ``u_k = v_k = 0`` are needed to fit ``y``).
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(3, 8, rng=0)
+            >>> x = p.random_minimum(rng=1) + 0.1
+            >>> phi = p.exact_limit(x)   # an interpolant with the same balances u² − v² as x
+            >>> bool(np.allclose(p.Z @ p.weights(phi), p.y, atol=1e-13))
+            True
+            >>> bool(np.allclose(p.conserved(phi), p.conserved(x), atol=1e-13))
+            True
+        """
+        u, v = self._split(self._point(x))
+        b = self._limit_exponents(u + v, u - v, as_int(max_iter, "max_iter", minimum=1))
+        return _transport(u, v, b)
+
+    def exact_limit_jacobian(self, x, *, max_iter: int = 100) -> np.ndarray:
+        """``∂Φ(x) = P T(b)``: the transport ``T(b) = [[diag cosh b, −diag sinh b], [−diag sinh b, diag cosh b]]`` of
+        :meth:`exact_limit`, then ``P = I − J⁺J``, the tangent projector at ``Φ(x)`` (``J`` the output Jacobian).
+
+        With ``b = Zᵀm`` and ``(u, v)`` at the limit, ``∂(u, v)/∂b = −(v, u)``; differentiating ``Zw = y`` gives
+        ``Z diag(u² + v²) Zᵀ dm = J T dx`` with ``J = Z[diag v, diag u]``, so
+        ``dΦ = T dx − Jᵀ(JJᵀ)⁻¹J T dx``. On ``X*`` (``b = 0``) this is ``P``, as it must be.
+
+        Examples:
+            >>> import numpy as np
+            >>> p = DiagonalLinearNetwork.random(2, 4, rng=0)
+            >>> x = p.random_minimum(rng=1) + 0.1
+            >>> A = p.exact_limit_jacobian(x)   # kills ∇f(x) (Φ is constant along the flow), and P A = A
+            >>> P = p.exact_limit_jacobian(p.exact_limit(x))
+            >>> bool(np.allclose(A @ p.grad(x), 0.0, atol=1e-12)), bool(np.allclose(P @ A, A))
+            (True, True)
+        """
+        u, v = self._split(self._point(x))
+        b = self._limit_exponents(u + v, u - v, as_int(max_iter, "max_iter", minimum=1))
+        phi = _transport(u, v, b)
+        cosh, sinh = np.cosh(b), np.sinh(b)
+        transport = np.block([[np.diag(cosh), np.diag(-sinh)], [np.diag(-sinh), np.diag(cosh)]])
+        J = self._output_jacobian(phi)
+        return transport - J.T @ np.linalg.solve(J @ J.T, J @ transport)
+
+    def _limit_exponents(self, plus, minus, max_iter):
+        """``b = Zᵀm`` at the minimizer ``m`` of :meth:`exact_limit`'s ``F``, from ``u + v`` and ``u − v``."""
+        alpha, gamma, Z, y = plus * plus / 4, minus * minus / 4, self._Z, self._y
+
+        def dual(m):  # F(m), ∇F(m) = y − Zw and the weights u² + v² of ∇²F = Z diag(u² + v²) Zᵀ
+            b = Z.T @ m
+            low, high = alpha * np.exp(-2 * b), gamma * np.exp(2 * b)
+            return (np.sum(low + high) / 2 + y @ m, y - Z @ (low - high), 2 * (low + high))
+
+        m, previous = np.zeros(len(y)), np.inf
+        with np.errstate(all="ignore"):  # an overflowing trial point has F = inf or NaN, which the search rejects
+            state = dual(m)
+            for _ in range(max_iter):
+                try:
+                    step = -np.linalg.solve((Z * state[2]) @ Z.T, state[1])
+                except np.linalg.LinAlgError:
+                    break
+                size = float(np.max(np.abs(Z.T @ step)))  # the change of b: relative, in the weights e^{±2b}
+                if size <= 1e-13:  # Newton converges quadratically: the error after this step is far below
+                    return Z.T @ (m + step)
+                if not np.isfinite(size):
+                    break
+                if size <= 1e-8 and size > previous / 2:  # no longer halving: the step is rounding
+                    return Z.T @ m
+                m, state = _backtrack(dual, m, step, state)
+                if m is None:
+                    break
+                previous = size
+        raise ConvergenceError(f"the flow of {self!r} from this point has no interpolating limit: Newton's "
+                               f"method on the conservation laws' dual did not converge in {max_iter} steps")
 
     def conserved(self, x) -> np.ndarray:
         """``u⊙u − v⊙v``: ``d/dt (u_k² − v_k²) = −2u_k v_k g_k + 2v_k u_k g_k = 0``.

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from flatref import GD, RS, SA, DiagonalLinearNetwork, Example1, LinearRegression, flatness_report, limit_map, run
+from flatref import GD, RS, SA, DiagonalLinearNetwork, Example1, LinearRegression, flatness_report, run
 from flatref import metric_at_minimum
+from flatref.errors import LimitMapError
 from flatref.experiments.passages import first_hits, gradient_finish, screen_limit, screening_steps
 from flatref.experiments.registry import network_of_dim
 from flatref.spectrum import top_eigenvalue_step
@@ -100,8 +101,9 @@ def test_first_hits_rejects_bad_input():
         first_hits(regression, GD(0.1), regression.random_minimum(0), 0.1, max_steps=10)
 
 
-def test_the_projection_screen_differs_from_phi_at_second_order():
-    """Trace and metric at the Gauss–Newton projection and at Φ differ by O(dist²): slope 2 in s."""
+def test_the_projection_differs_from_phi_at_second_order():
+    """Trace and metric at the Gauss–Newton projection (the screen where Φ is not known in closed form) and at Φ
+    differ by O(dist²): slope 2 in s."""
     problem = DiagonalLinearNetwork.random(4, 8, sparsity=2, rng=3)
     x_star = problem.random_minimum(0)
     direction = np.random.default_rng(1).standard_normal(problem.dim)
@@ -109,12 +111,16 @@ def test_the_projection_screen_differs_from_phi_at_second_order():
     trace_diff, metric_diff = [], []
     for s in scales:
         x = x_star + s * direction
-        screened, flowed = screen_limit(problem, x), limit_map(problem, x).x
-        trace_diff.append(abs(problem.trace_hess(screened) - problem.trace_hess(flowed)))
-        metric_diff.append(abs(metric_at_minimum(problem, screened) - metric_at_minimum(problem, flowed)))
+        projected, exact = problem.project_to_minima(x), problem.exact_limit(x)
+        trace_diff.append(abs(problem.trace_hess(projected) - problem.trace_hess(exact)))
+        metric_diff.append(abs(metric_at_minimum(problem, projected) - metric_at_minimum(problem, exact)))
     for diffs in (trace_diff, metric_diff):
         assert np.polyfit(np.log(scales), np.log(diffs), 1)[0] == pytest.approx(2.0, abs=0.25)
-    assert np.allclose(screen_limit(Example1(), [3.0, 0.5]), Example1().exact_limit([3.0, 0.5]), rtol=0, atol=0)
+    for known, x in ((Example1(), [3.0, 0.5]), (problem, x_star + 0.3 * direction)):  # the screen is Φ where known
+        assert np.array_equal(screen_limit(known, x), known.exact_limit(x))
+    stuck = DiagonalLinearNetwork([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], [1.0, 2.0])  # only w_0 can move: no interpolant
+    with pytest.raises(LimitMapError):
+        screen_limit(stuck, [1.0, 0.0, 0.0, 0.5, 0.0, 0.0])
 
 
 def test_screening_steps_grow_by_chunks_and_end_at_the_cap():

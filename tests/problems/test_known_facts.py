@@ -174,6 +174,68 @@ def test_diagonal_network_flattest_minimum_recovers_the_sparse_ground_truth():
     assert np.linalg.norm(dense - problem.ground_truth) > 0.5
 
 
+def _near_minimum(problem, seed, distance):
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal(problem.dim)
+    return problem.random_minimum(rng) + distance * e / np.linalg.norm(e)
+
+
+@given(seed=seeds, size=st.integers(0, 2), distance=st.floats(1e-3, 3.0))
+def test_diagonal_network_exact_limit_interpolates_and_keeps_what_the_flow_keeps(seed, size, distance):
+    problem = small_problem(DiagonalLinearNetwork, seed, size)
+    x = _near_minimum(problem, seed, distance)
+    phi = problem.exact_limit(x)
+    scale = 1 + np.linalg.norm(x) ** 2 + np.linalg.norm(phi) ** 2  # u² − v² and u ± v are quadratic and linear in x
+    assert on_minima_set(problem, phi)
+    assert_close(problem.conserved(phi), problem.conserved(x), scale)  # the balances u² − v²
+    assert_close(problem.exact_limit(phi), phi, scale)  # Φ∘Φ = Φ
+    # u + v and u − v scale by e^{−b} and e^{b}: neither changes sign
+    (u0, v0), (u, v) = problem.split(x), problem.split(phi)
+    assert np.all(np.sign(u + v) == np.sign(u0 + v0)) and np.all(np.sign(u - v) == np.sign(u0 - v0))
+
+
+@given(seed=seeds, size=st.integers(0, 2))
+def test_diagonal_network_exact_limit_jacobian_is_the_derivative_of_the_limit(seed, size):
+    problem = small_problem(DiagonalLinearNetwork, seed, size)
+    x = _near_minimum(problem, seed, 0.3)
+    A = problem.exact_limit_jacobian(x)
+    # Central differences with h = 1e-5: truncation ~h²‖∂³Φ‖ and rounding ~1e-16/h, both ≲ 1e-10 on these sizes.
+    h = 1e-5
+    fd = np.stack([(problem.exact_limit(x + h * e) - problem.exact_limit(x - h * e)) / (2 * h)
+                   for e in np.eye(problem.dim)], axis=1)  # fmt: skip
+    assert_close(A, fd, 1 + np.max(np.abs(A)), rtol=1e-7)
+    assert_close(A @ problem.grad(x), 0.0, np.linalg.norm(problem.grad(x)))  # Φ is constant along the flow
+    at_limit = problem.exact_limit_jacobian(problem.exact_limit(x))  # on X*: the tangent projector P, and P A = A
+    assert_close(at_limit @ at_limit, at_limit, 1.0)
+    assert_close(at_limit @ A, A, 1 + np.max(np.abs(A)))
+    assert round(np.trace(at_limit)) == problem.dim - problem.n_samples
+
+
+def test_diagonal_network_exact_limit_handles_balanced_and_dead_pairs_and_far_starts():
+    problem = DiagonalLinearNetwork.random(3, 8, rng=0)
+    x = problem.random_minimum(rng=1) + 0.2
+    u, v = problem.split(x)
+    u[0] = v[0]  # balanced (u² − v² = 0: arcsinh(2w/δ) would be infinite), and a dead pair u = v = 0
+    u[1] = v[1] = 0.0
+    phi = problem.exact_limit(x)
+    assert on_minima_set(problem, phi)
+    pu, pv = problem.split(phi)
+    assert pu[0] == pv[0] and pu[1] == pv[1] == 0.0  # balanced pairs stay balanced, dead ones dead
+    far = problem.exact_limit(10 * x)
+    assert on_minima_set(problem, far) and np.allclose(problem.conserved(far), problem.conserved(10 * x))
+
+
+def test_diagonal_network_exact_limit_says_when_the_flow_cannot_interpolate():
+    from flatref.errors import ConvergenceError
+
+    problem = DiagonalLinearNetwork([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], [1.0, 2.0])
+    x = np.array([1.0, 0.0, 0.0, 0.5, 0.0, 0.0])  # only w_0 can move; Zw = y needs w_1 ≠ 0
+    with pytest.raises(ConvergenceError, match="no interpolating limit"):
+        problem.exact_limit(x)
+    with pytest.raises(ValueError, match="max_iter"):
+        problem.exact_limit(x, max_iter=0)
+
+
 # ------------------------------------------------------------ matrix sensing
 def test_matrix_sensing_sharp_minimum_interpolates_with_large_extra_columns():
     problem = MatrixSensing.random(10, 4, 1, 10, rng=0)
