@@ -378,7 +378,7 @@ class DiagonalLinearNetwork(TrainingLoss):
 
         With ``b = Zᵀm`` and ``(u, v)`` at the limit, ``∂(u, v)/∂b = −(v, u)``; differentiating ``Zw = y`` gives
         ``Z diag(u² + v²) Zᵀ dm = J T dx`` with ``J = Z[diag v, diag u]``, so
-        ``dΦ = T dx − Jᵀ(JJᵀ)⁻¹J T dx``. On ``X*`` (``b = 0``) this is ``P``, as it must be.
+        ``dΦ = T dx − J⁺J T dx``. On ``X*`` (``b = 0``) this is ``P``, as it must be.
 
         Examples:
             >>> import numpy as np
@@ -395,7 +395,7 @@ class DiagonalLinearNetwork(TrainingLoss):
         cosh, sinh = np.cosh(b), np.sinh(b)
         transport = np.block([[np.diag(cosh), np.diag(-sinh)], [np.diag(-sinh), np.diag(cosh)]])
         J = self._output_jacobian(phi)
-        return transport - J.T @ np.linalg.solve(J @ J.T, J @ transport)
+        return transport - np.linalg.lstsq(J, J @ transport, rcond=None)[0]  # J⁺(JT), by the SVD: any rank
 
     def _limit_exponents(self, plus, minus, max_iter):
         """``b = Zᵀm`` at the minimizer ``m`` of :meth:`exact_limit`'s ``F``, from ``u + v`` and ``u − v``."""
