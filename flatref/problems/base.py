@@ -30,7 +30,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .._validation import as_array, as_columns, as_int, as_positive, as_vector, frozen_copy
 from ..errors import ConvergenceError, NonFiniteError
@@ -820,12 +819,17 @@ def row_space(J, *, rtol: float) -> np.ndarray:
 
 
 def min_norm_solution(J, r, *, accept: float = 1e-10):
-    """``J⁺r`` for a wide ``J`` of full row rank: ``Jᵀ(JJᵀ)⁻¹r`` by Cholesky (``O(n²d)``), else ``lstsq``.
+    """``J⁺r`` for a wide ``J`` of full row rank: ``Jᵀ(JJᵀ)⁻¹r`` by a Gram solve (``O(n²d)``), else ``lstsq``.
 
     The Gram route squares the condition number, so it is kept only when its residual
     passes ``‖J s − r‖ ≤ accept · ‖r‖``; a rank-deficient or ill-conditioned ``J`` falls
     back to the SVD-based ``lstsq``. The default ``1e-10`` is far above the ``~1e-14``
     of a well-conditioned solve and far below the error of a poor one.
+
+    The solve is numpy's (LU, ``2n³/3`` flops against Cholesky's ``n³/3``, small beside the ``n²d`` of ``JJᵀ``),
+    not scipy's ``cho_solve``: the numpy and scipy wheels each bundle an OpenBLAS with its own threads, and scipy's
+    right after numpy's ``JJᵀ`` waits for numpy's still-spinning threads on a machine with few cores (60–110 ms
+    against 1–2 ms for ``n = 400`` on 2 cores).
 
     Examples:
         >>> import numpy as np
@@ -834,9 +838,9 @@ def min_norm_solution(J, r, *, accept: float = 1e-10):
         [1.0, 1.0, 0.0]
     """
     try:
-        step = J.T @ cho_solve(cho_factor(J @ J.T), r)
+        step = J.T @ np.linalg.solve(J @ J.T, r)
         if np.linalg.norm(J @ step - r) <= accept * np.linalg.norm(r):
             return step
-    except LinAlgError:
+    except np.linalg.LinAlgError:
         pass
     return np.linalg.lstsq(J, r, rcond=None)[0]

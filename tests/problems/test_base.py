@@ -119,3 +119,14 @@ def test_squared_loss_derivatives():
     np.testing.assert_array_equal(loss.d3(z, y), [0.0, 0.0])
     with pytest.raises(ValueError, match="weight"):
         SquaredLoss(-1.0)
+
+
+def test_min_norm_solution_falls_back_to_lstsq_where_the_gram_solve_fails():
+    from flatref.problems.base import min_norm_solution
+
+    rng = np.random.default_rng(0)
+    J, r = rng.standard_normal((5, 12)), rng.standard_normal(5)
+    np.testing.assert_allclose(min_norm_solution(J, r), np.linalg.pinv(J) @ r, rtol=0, atol=1e-12)
+    J[4] = J[3]  # rank 4: JJᵀ singular (or its solve inaccurate), so lstsq's minimum-norm least-squares solution
+    r[4] = r[3]
+    np.testing.assert_allclose(min_norm_solution(J, r), np.linalg.pinv(J) @ r, rtol=0, atol=1e-12)
