@@ -368,9 +368,7 @@ class DiagonalLinearNetwork(TrainingLoss):
             >>> bool(np.allclose(p.conserved(phi), p.conserved(x), atol=1e-13))
             True
         """
-        u, v = self._split(self._point(x))
-        b = self._limit_exponents(u + v, u - v, as_int(max_iter, "max_iter", minimum=1))
-        return _transport(u, v, b)
+        return _transport(*self._limit_exponents(x, max_iter))
 
     def exact_limit_jacobian(self, x, *, max_iter: int = 100) -> np.ndarray:
         """``∂Φ(x) = P T(b)``: the transport ``T(b) = [[diag cosh b, −diag sinh b], [−diag sinh b, diag cosh b]]`` of
@@ -389,17 +387,17 @@ class DiagonalLinearNetwork(TrainingLoss):
             >>> bool(np.allclose(A @ p.grad(x), 0.0, atol=1e-12)), bool(np.allclose(P @ A, A))
             (True, True)
         """
-        u, v = self._split(self._point(x))
-        b = self._limit_exponents(u + v, u - v, as_int(max_iter, "max_iter", minimum=1))
-        phi = _transport(u, v, b)
+        u, v, b = self._limit_exponents(x, max_iter)
         cosh, sinh = np.cosh(b), np.sinh(b)
         transport = np.block([[np.diag(cosh), np.diag(-sinh)], [np.diag(-sinh), np.diag(cosh)]])
-        J = self._output_jacobian(phi)
-        return transport - np.linalg.lstsq(J, J @ transport, rcond=None)[0]  # J⁺(JT), by the SVD: any rank
+        N = self.normal_basis(_transport(u, v, b))  # P = I − NNᵀ, with the rank rule of the tangent projector
+        return transport - N @ (N.T @ transport)
 
-    def _limit_exponents(self, plus, minus, max_iter):
-        """``b = Zᵀm`` at the minimizer ``m`` of :meth:`exact_limit`'s ``F``, from ``u + v`` and ``u − v``."""
-        alpha, gamma, Z, y = plus * plus / 4, minus * minus / 4, self._Z, self._y
+    def _limit_exponents(self, x, max_iter):
+        """``(u, v, b)``: ``x``'s halves and ``b = Zᵀm`` at the minimizer ``m`` of :meth:`exact_limit`'s ``F``."""
+        u, v = self._split(self._point(x))
+        max_iter = as_int(max_iter, "max_iter", minimum=1)
+        alpha, gamma, Z, y = (u + v) ** 2 / 4, (u - v) ** 2 / 4, self._Z, self._y
 
         def dual(m):  # F(m), ∇F(m) = y − Zw and the weights u² + v² of ∇²F = Z diag(u² + v²) Zᵀ
             b = Z.T @ m
@@ -416,11 +414,11 @@ class DiagonalLinearNetwork(TrainingLoss):
                     break
                 size = float(np.max(np.abs(Z.T @ step)))  # the change of b: relative, in the weights e^{±2b}
                 if size <= 1e-13:  # Newton converges quadratically: the error after this step is far below
-                    return Z.T @ (m + step)
+                    return u, v, Z.T @ (m + step)
                 if not np.isfinite(size):
                     break
                 if size <= 1e-8 and size > previous / 2:  # no longer halving: the step is rounding
-                    return Z.T @ m
+                    return u, v, Z.T @ m
                 m, state = _backtrack(dual, m, step, state)
                 if m is None:
                     break
